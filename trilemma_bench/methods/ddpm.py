@@ -1,0 +1,69 @@
+"""DDPM (Ho et al. 2020) as a LightningModule: eps-prediction MSE (L_simple), EMA weights for sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ..ema import EMA
+from ..nets import build_net
+from ..schedules import alphas_cumprod, make_betas
+
+
+class DDPM(L.LightningModule):
+    def __init__(
+        self,
+        net: dict[str, Any],
+        *,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "linear",
+        lr: float = 2e-4,
+        warmup_steps: int = 0,
+        ema_decay: float = 0.9999,
+        grad_clip: float = 1.0,
+        training_config: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_net(net)
+        self.ema = EMA(self.net, ema_decay)
+        # Kept as a plain float64 attribute, not a buffer, so precision plugins never cast it down.
+        self.alpha_bar = alphas_cumprod(make_betas(beta_schedule, num_train_timesteps))
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (Ho et al. Eq. 4)."""
+        a = self.alpha_bar.to(x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def loss(self, x0: Tensor) -> Tensor:
+        t = torch.randint(0, self.hparams.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        return nn.functional.mse_loss(self.net(self.q_sample(x0, t, noise), t), noise)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self.loss(batch[0])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val/loss", self.loss(batch[0]), prog_bar=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update(self.net)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        warmup = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
+        if self.hparams.grad_clip:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.hparams.grad_clip)
+
+    def denoiser(self, ema: bool = True) -> nn.Module:
+        """The eps(x, t) network samplers run on: the EMA copy unless asked otherwise."""
+        return (self.ema.module if ema else self.net).eval()

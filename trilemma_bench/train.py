@@ -1,0 +1,109 @@
+"""Train (or reuse) a method's model for a preset: one Lightning run, a checkpoint, a loss curve on disk."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from .checkpoints import checkpoint_path, load_checkpoint
+from .data import DATASETS, TrilemmaDataModule
+from .methods import MODELS
+from .presets import Preset
+from .report_utils import log
+
+
+def resolve_preset(preset: Preset, dataset: str | None) -> Preset:
+    """A preset's network fits its dataset's shape; another dataset of the same shape may reuse it."""
+    if dataset is None or dataset == preset.dataset:
+        return preset
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if DATASETS[dataset].shape != DATASETS[preset.dataset].shape:
+        raise ValueError(
+            f"preset {preset.name!r} is sized for {preset.dataset} {DATASETS[preset.dataset].shape}; "
+            f"{dataset} is {DATASETS[dataset].shape}. Pick a preset made for it (smoke: toy2d, digits: digits, "
+            "small: 28x28 mnist/fashion-mnist, paper: cifar10)."
+        )
+    return preset.replace(dataset=dataset)
+
+
+def build_model(model_name: str, preset: Preset) -> L.LightningModule:
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[model_name](
+        preset.net,
+        num_train_timesteps=preset.num_train_timesteps,
+        beta_schedule=preset.beta_schedule,
+        lr=preset.lr,
+        warmup_steps=preset.warmup_steps,
+        ema_decay=preset.ema_decay,
+        grad_clip=preset.grad_clip,
+        training_config=preset.training_config(),
+    )
+
+
+def train_model(model_name: str, preset: Preset, *, device: str = "auto", retrain: bool = False,
+                root: Path | None = None, seed: int = 0) -> tuple[L.LightningModule, Path]:
+    """Return the trained model for (model, preset), training it only when no valid checkpoint exists."""
+    path = checkpoint_path(model_name, preset.name, preset.dataset, root)
+    if path.exists() and not retrain:
+        log(f"reusing checkpoint {path}")
+        return load_checkpoint(MODELS[model_name], path, preset.training_config()), path
+
+    L.seed_everything(seed, verbose=False)
+    model = build_model(model_name, preset)
+    data = TrilemmaDataModule(preset.dataset, batch_size=preset.batch_size, seed=seed)
+    interactive = sys.stdout.isatty()
+    val_every = max(1, preset.train_steps // 10)
+    trainer = L.Trainer(
+        max_steps=preset.train_steps,
+        accelerator="cpu" if device == "cpu" else ("gpu" if device == "cuda" else "auto"),
+        devices=1,
+        logger=CSVLogger(path.parent / "logs", name=f"{model_name}-{preset.name}"),
+        callbacks=[RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=max(1, preset.train_steps // 20))],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=4,
+        num_sanity_val_steps=0,
+    )
+    log(f"training {model_name} on {preset.dataset} (preset {preset.name}, {preset.train_steps} steps)")
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    trainer.save_checkpoint(tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint behind
+    log(f"trained in {seconds:.0f} s; checkpoint {path}")
+    _plot_loss(Path(trainer.logger.log_dir) / "metrics.csv", path.with_suffix(".loss.png"))
+    return model.eval(), path
+
+
+def _plot_loss(metrics_csv: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    if not metrics_csv.exists():
+        return
+    df = pd.read_csv(metrics_csv)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for col, label in (("train/loss", "train"), ("val/loss", "validation")):
+        if col in df:
+            d = df[["step", col]].dropna()
+            ax.plot(d["step"], d[col], label=label, marker="o" if label == "validation" else None, lw=1)
+    ax.set(xlabel="training step", ylabel="eps-prediction MSE", yscale="log", title=out.stem)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
