@@ -147,10 +147,10 @@ def prepare_dataset(name: str, *, root: Path | None = None, source: str = "auto"
         except ChecksumMismatch:
             raise
         except DatasetUnavailable as err:
-            offline_hint = "" if _mode(source) == "official" else f"\nOffline instead: {offline.missing}."
+            offline_hint = "" if _mode(source) == "official" else f"; or offline: {offline.missing}"
             raise DatasetUnavailable(
-                f"{name} is not available: {chosen.missing} ({root}) and the download failed.\n{err}\n"
-                f"With network, this downloads the official release to {root}.{offline_hint}"
+                f"{name} is not available: {chosen.missing} and downloading it failed:\n{err}\n"
+                f"To get it: run with network to download the official release to {root}{offline_hint}."
             ) from err
     return chosen.label
 

@@ -149,9 +149,9 @@ def _read_pickle(path: str, _mtime_ns: int) -> tuple[tuple[np.ndarray, np.ndarra
         parts = pickle.load(f, encoding="latin1")  # a Python 2 pickle
     out = []
     for x, y in parts:
-        # Pixels were stored as k/256; going back to the integers makes this source bit-identical
-        # to the IDX release after scaling.
-        pixels = np.rint(np.asarray(x, dtype=np.float64) * 256.0)
+        # The pickle stores each IDX byte k as k/256; recovering k scales this source exactly like the
+        # IDX release. float32 holds k/256 and k exactly, and is far faster here than float64.
+        pixels = np.rint(np.asarray(x, dtype=np.float32) * np.float32(256.0))
         if pixels.min() < 0 or pixels.max() > 255:
             raise ValueError(f"{path}: pixels outside [0, 1): not the classic MNIST pickle")
         images = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
