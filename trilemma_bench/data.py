@@ -203,7 +203,8 @@ class TrilemmaDataModule(lightning.LightningDataModule):
         train_samples: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # No save_hyperparameters(): Lightning refuses to log datamodule hparams whose keys (seed,
+        # batch_size) clash with the model's; the results rows record these settings instead.
         self.info: DatasetInfo = _info(dataset)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
