@@ -33,14 +33,15 @@ def as_features(x: object, name: str) -> Tensor:
 
 def check_finite(x: Tensor, name: str) -> None:
     """Raise if ``x`` holds NaN or Inf, saying how many and where the first one is."""
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        n_bad = int(bad.sum())
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"`{name}` contains {n_bad} NaN/Inf value(s) (first at index {first}); "
-            "metrics are undefined there: drop those samples or fix the feature extractor"
-        )
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    raise ValueError(
+        f"`{name}` contains {int(bad.sum())} NaN/Inf value(s) (first at index {first}); "
+        "metrics are undefined there: drop those samples or fix the feature extractor"
+    )
 
 
 def check_pair(real: Tensor, fake: Tensor) -> None:

@@ -13,17 +13,18 @@ Conventions, pinned to ``prdc`` 0.2 (``prdc/prdc.py``), so numbers are comparabl
   (more than k duplicates) thus contains nothing, as in prdc;
 * distances are Euclidean, float32, computed the way scikit-learn's ``pairwise_distances`` does for
   float32 input, which prdc calls: the squared distance ``|x|^2 + |y|^2 - 2 x.y`` in float64, rounded
-  to float32, then the square root in float32. Matching that arithmetic, and not only the maths, keeps
-  the strict comparisons identical to prdc's even on ties (integer-valued features give exact ties).
+  to float32, then numpy's (correctly rounded) float32 square root. Matching that arithmetic, and not
+  only the maths, keeps the strict comparisons identical to prdc's even on ties (integer-valued
+  features give exact ties).
 
 Why float64 GEMM and not ``torch.cdist``: cdist's default ``use_mm_for_euclid_dist_if_necessary``
-switches to the same norm expansion in float32 for more than 25 rows, where the cancellation
-``|x|^2 + |y|^2 - 2 x.y`` costs about eps32 * |x|^2 absolutely: near neighbours get distances off by
-far more than one float32 ulp and flip strict comparisons against prdc. ``donot_use_mm_for_euclid_dist``
-is exact to float32 but several times slower than the float64 GEMM on this CPU (2000 x 20000 x 64:
-0.84 s against 0.15 s), and still rounds differently from prdc. The float64 GEMM is both the fastest
-and the one that reproduces prdc. (On GPUs with weak float64, e.g. consumer cards, it costs speed;
-H100/H200 have full-rate float64.)
+uses the same norm expansion, but in float32, for more than 25 rows; the cancellation costs about
+eps32 * |x|^2. On 3000 x 64 features centred at 3, 96% of its k-NN radii differed from prdc's (up to
+4e-6 relative), which can flip strict comparisons (none flipped in that run). ``donot_use_mm_for_euclid_dist`` sums differences
+in float32: closer (3e-7), but 43% of radii still differed and one coverage decision in 3000 flipped;
+it is also several times slower than the float64 GEMM on this CPU (2000 x 20000 x 64: 0.84 s against
+0.15 s). The float64 GEMM is both the fastest and the one that reproduces prdc. (On GPUs with weak
+float64, e.g. consumer cards, it costs speed; H100/H200 have full-rate float64.)
 
 Speed: nothing is square-rooted per pair. Rounding to float32 and the float32 square root are both
 monotone, so "sqrt32(f32(d2)) < r" is the same as "d2 <= T(r)" for one float64 threshold per ball,
@@ -111,22 +112,26 @@ def _inside_threshold(radii: Tensor) -> Tensor:
     return torch.where(r > 0, threshold, torch.full_like(threshold, -float("inf")))
 
 
+def _kth_neighbour_sq(x64: Tensor, sq: Tensor, k: int, chunk_size: int | None) -> Tensor:
+    """Squared (float64) distance of each row of ``x64`` to its k-th nearest other row, block by block."""
+    n = x64.shape[0]
+    step = _rows_per_block(n, chunk_size)
+    kth = torch.empty(n, dtype=torch.float64, device=x64.device)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        d2 = _block_sq_distances(x64[start:stop], sq[start:stop], x64, sq)
+        # The (k+1)-th smallest of the row, as prdc: the self-distance (0) is one of the k+1.
+        kth[start:stop] = d2.topk(k + 1, dim=1, largest=False, sorted=True).values[:, k]
+    return kth
+
+
 def knn_radii(features: Tensor, k: int, chunk_size: int | None = None) -> Tensor:
     """Distance of each sample to its k-th nearest neighbour within ``features``, itself excluded (float32)."""
     x = as_features(features, "features")
     check_positive_int(k, "k")
     check_min_samples(x, k + 1, "features", f"a {k}-nearest-neighbour radius (k + 1 samples)")
-    x64, sq = _with_sq_norms(x)
-    n = x.shape[0]
-    step = _rows_per_block(n, chunk_size)
-    kth_d2 = torch.empty(n, dtype=torch.float64, device=x.device)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        d2 = _block_sq_distances(x64[start:stop], sq[start:stop], x64, sq)
-        # The (k+1)-th smallest of the row, as prdc: the self-distance (0) is one of the k+1.
-        kth_d2[start:stop] = d2.topk(k + 1, dim=1, largest=False, sorted=True).values[:, k]
     # Rounding and sqrt are monotone, so the k-th smallest d2 maps to the k-th smallest distance.
-    return _as_sklearn_distance(kth_d2)
+    return _as_sklearn_distance(_kth_neighbour_sq(*_with_sq_norms(x), k, chunk_size))
 
 
 def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) -> dict[str, float]:
@@ -149,11 +154,12 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     check_min_samples(real, k + 1, "real", need)
     check_min_samples(fake, k + 1, "fake", need)
 
-    real_threshold = _inside_threshold(knn_radii(real, k, chunk_size))
-    fake_threshold = _inside_threshold(knn_radii(fake, k, chunk_size)).unsqueeze(0)
-
     real64, real_sq = _with_sq_norms(real)
     fake64, fake_sq = _with_sq_norms(fake)
+    real_radii = _as_sklearn_distance(_kth_neighbour_sq(real64, real_sq, k, chunk_size))
+    fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake64, fake_sq, k, chunk_size))
+    real_threshold = _inside_threshold(real_radii)
+    fake_threshold = _inside_threshold(fake_radii).unsqueeze(0)
     n_real, n_fake = real.shape[0], fake.shape[0]
     real_balls_per_fake = torch.zeros(n_fake, dtype=torch.int64, device=real.device)
     real_in_some_fake_ball = torch.empty(n_real, dtype=torch.bool, device=real.device)
