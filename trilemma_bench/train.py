@@ -43,6 +43,7 @@ def build_model(model_name: str, preset: Preset) -> L.LightningModule:
         warmup_steps=preset.warmup_steps,
         ema_decay=preset.ema_decay,
         grad_clip=preset.grad_clip,
+        clip_x0=DATASETS[preset.dataset].is_image,
         training_config=preset.training_config(),
     )
 

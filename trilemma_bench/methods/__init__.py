@@ -25,12 +25,13 @@ SampleFn = Callable[[nn.Module, L.LightningModule, Tensor, int, torch.Generator 
 def _ddpm_ancestral(net: nn.Module, model: DDPM, x: Tensor, nfe: int, generator: torch.Generator | None) -> Tensor:
     T = model.hparams.num_train_timesteps
     steps = None if nfe == T else samplers.ddpm_respaced_timesteps(T, nfe)
-    return samplers.ddpm_sample(net, model.alpha_bar, x, timesteps=steps, variance="fixedlarge", clip_x0=True,
+    return samplers.ddpm_sample(net, model.alpha_bar, x, timesteps=steps, variance="fixedlarge", clip_x0=model.hparams.clip_x0,
                                 generator=generator)
 
 
 def _ddim(net: nn.Module, model: DDPM, x: Tensor, nfe: int, generator: torch.Generator | None) -> Tensor:
-    return samplers.ddim_sample(net, model.alpha_bar, x, nfe=nfe, eta=0.0, skip="uniform", generator=generator)
+    return samplers.ddim_sample(net, model.alpha_bar, x, nfe=nfe, eta=0.0, skip="uniform",
+                                clip_x0=model.hparams.clip_x0, generator=generator)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from ..schedules import alphas_cumprod, make_betas
 
 
 class DDPM(L.LightningModule):
+    """``clip_x0`` clamps predicted x0 to [-1, 1] when sampling: right for images scaled there, wrong for
+    toy2d, whose modes lie in [-2, 2] (clipping there deletes the outer ring of modes)."""
+
     def __init__(
         self,
         net: dict[str, Any],
@@ -24,6 +27,7 @@ class DDPM(L.LightningModule):
         warmup_steps: int = 0,
         ema_decay: float = 0.9999,
         grad_clip: float = 1.0,
+        clip_x0: bool = True,
         training_config: dict[str, Any] | None = None,
     ):
         super().__init__()

