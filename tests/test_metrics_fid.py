@@ -29,7 +29,9 @@ class _Identity(torch.nn.Module):
 def _features(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> torch.Tensor:
     """Correlated Gaussian features: a random mixing matrix gives a non-diagonal covariance."""
     g = torch.Generator().manual_seed(seed)
-    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d) + torch.eye(d, dtype=torch.float64)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d) + torch.eye(
+        d, dtype=torch.float64
+    )
     return (torch.randn(n, d, generator=g, dtype=torch.float64) @ mix) * scale + shift
 
 
@@ -90,7 +92,9 @@ def test_fid_from_cached_stats_and_distance_properties() -> None:
     assert fid_from_stats(tuple(s.numpy() for s in stats), fake) == pytest.approx(fid(real, fake), rel=1e-12)
     assert frechet_distance(*stats, *stats) == pytest.approx(0.0, abs=1e-9)
     fake_stats = feature_stats(fake)
-    assert frechet_distance(*stats, *fake_stats) == pytest.approx(frechet_distance(*fake_stats, *stats), rel=1e-9)
+    assert frechet_distance(*stats, *fake_stats) == pytest.approx(
+        frechet_distance(*fake_stats, *stats), rel=1e-9
+    )
 
 
 def test_feature_stats_survive_a_large_mean_in_float32() -> None:
@@ -164,8 +168,9 @@ def test_kid_clamps_subset_size_with_a_warning() -> None:
 def test_bootstrap_spread_of_a_mean_matches_the_standard_error() -> None:
     # Bootstrap std of a sample mean estimates sigma / sqrt(n) = 2 / sqrt(400) = 0.1.
     fake = 2 * torch.randn(400, 1, generator=torch.Generator().manual_seed(21))
-    mean, std = bootstrap(lambda r, f: float(f.mean()), None, fake, n_boot=200,
-                          generator=torch.Generator().manual_seed(0))
+    mean, std = bootstrap(
+        lambda r, f: float(f.mean()), None, fake, n_boot=200, generator=torch.Generator().manual_seed(0)
+    )
     assert mean == pytest.approx(float(fake.mean()), abs=0.03)
     assert std == pytest.approx(0.1, rel=0.2)
 

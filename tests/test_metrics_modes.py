@@ -41,7 +41,9 @@ def test_toy2d_uneven_histogram_matches_scipy_kl() -> None:
     out = modes_toy2d(samples, centres, STD)
     p = counts.double() / counts.sum()
     assert out["modes"] == 15
-    assert out["mode_kl"] == pytest.approx(float(scipy.stats.entropy(p, torch.full((25,), 1 / 25))), rel=1e-12)
+    assert out["mode_kl"] == pytest.approx(
+        float(scipy.stats.entropy(p, torch.full((25,), 1 / 25))), rel=1e-12
+    )
 
 
 def test_toy2d_high_quality_is_strictly_within_three_std() -> None:

@@ -94,8 +94,13 @@ def test_mode_collapse_gives_high_precision_low_recall_and_coverage() -> None:
 def test_float32_sqrt_is_correctly_rounded() -> None:
     # numpy's float32 sqrt is IEEE (correctly rounded), which is what scikit-learn, hence prdc, uses.
     g = torch.Generator().manual_seed(14)
-    a = torch.cat([100 * torch.rand(200_000, generator=g), 1e-40 * torch.rand(1000, generator=g),
-                   torch.tensor([0.0, 1.0, 4.0, 1e-45, 3.4e38, float("inf")])])
+    a = torch.cat(
+        [
+            100 * torch.rand(200_000, generator=g),
+            1e-40 * torch.rand(1000, generator=g),
+            torch.tensor([0.0, 1.0, 4.0, 1e-45, 3.4e38, float("inf")]),
+        ]
+    )
     np.testing.assert_array_equal(_sqrt_f32(a).numpy(), np.sqrt(a.numpy()))
 
 
@@ -119,8 +124,9 @@ def test_inside_threshold_reproduces_sqrt_of_float32_comparisons() -> None:
 
 def test_bootstrap_of_a_dict_metric() -> None:
     real, fake = (torch.from_numpy(a) for a in _gaussians(300, 300, 8, seed=15))
-    mean, std = bootstrap(lambda r, f: prdc(r, f, k=3), real, fake, n_boot=4,
-                          generator=torch.Generator().manual_seed(0))
+    mean, std = bootstrap(
+        lambda r, f: prdc(r, f, k=3), real, fake, n_boot=4, generator=torch.Generator().manual_seed(0)
+    )
     assert set(mean) == set(std) == set(KEYS)
     assert all(std[key] >= 0 for key in KEYS) and std["precision"] > 0
 

@@ -16,14 +16,18 @@ def as_features(x: object, name: str) -> Tensor:
         try:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"`{name}` must be a tensor of features (N x D); got {type(x).__name__}") from err
+            raise ValueError(
+                f"`{name}` must be a tensor of features (N x D); got {type(x).__name__}"
+            ) from err
     if x.dim() != 2:
         raise ValueError(
             f"`{name}` must be 2-D (N samples x D features); got shape {tuple(x.shape)}. "
             "Flatten per-sample features with x.flatten(1), or add a batch axis with x[None]."
         )
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"`{name}` is empty: shape {tuple(x.shape)}; pass at least one sample and one feature")
+        raise ValueError(
+            f"`{name}` is empty: shape {tuple(x.shape)}; pass at least one sample and one feature"
+        )
     if not x.is_floating_point():
         # Integer features are legitimate (e.g. quantized codes); compare them as floats.
         x = x.to(torch.float32)

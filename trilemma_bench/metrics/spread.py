@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 from torch import Tensor
 
 from .checks import check_positive_int
 
-MetricValue = Union[float, Mapping[str, float]]
+MetricValue = float | Mapping[str, float]
 
 
 def bootstrap(
