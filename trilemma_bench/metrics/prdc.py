@@ -40,7 +40,7 @@ from torch import Tensor
 from .checks import as_features, check_min_samples, check_pair, check_positive_int
 
 # Distances per block (rows x columns). On the CPU, 2**20 float64 values (8 MiB) plus their boolean
-# masks stay in this machine's 32 MiB L3 cache; 16x larger blocks were ~3x slower end to end (the
+# masks stay in this machine's 32 MiB L3 cache; 8-16x larger blocks were 1.4-3.5x slower end to end (the
 # passes over a block are memory-bound). A GPU wants fewer, larger launches: 2**26 (512 MiB).
 _BLOCK_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}
 
