@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--extractor", default=None, choices=["domain", "inception", "raw"])
     p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for sampling (default: torch's); 1 times steadily on a shared machine")
+    p.add_argument("--repeats", type=int, default=3, help="timed batches at least (default: %(default)s)")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))

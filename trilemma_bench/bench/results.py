@@ -1,0 +1,111 @@
+"""The tidy results table: one CSV row per benchmark cell, written as soon as the cell is done.
+
+A cell is identified by :data:`KEY`: what was sampled (dataset, preset, method, sampler, NFE, seed,
+checkpoint) and how it was run where that changes the numbers (device type, dtype, compiled).
+Re-running a cell replaces its row. Everything else in a row is a measurement or the environment.
+
+Every write reads the table, replaces or appends the row, and writes the whole table to a temporary
+file that then replaces the old one (``os.replace`` is atomic): a bench killed at any point leaves
+the previous complete table, never half a row. A lock file serialises writers, so two benches
+sharing a results folder (``make bench METHOD=ddim`` beside ``METHOD=ddpm``) cannot lose each
+other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULTS_FILE = "results.csv"
+
+KEY: tuple[str, ...] = (
+    "dataset", "preset", "method", "sampler", "nfe", "seed", "checkpoint", "device", "dtype", "compiled",
+)
+
+# Column order of the table; a row may carry more (appended after these), and a missing one is left empty.
+COLUMNS: tuple[str, ...] = (
+    *KEY,
+    "model", "nfe_requested", "num_samples", "batch_size",
+    # speed (timing.py): ms_per_nfe is one network evaluation of the whole fixed batch
+    "ms_per_image", "ms_per_nfe", "images_per_s", "timing_repeats", "ms_per_batch_min", "ms_per_batch_max",
+    "peak_mem_mb", "peak_mem_kind", "gflops_per_image", "achieved_tflops", "pct_of_peak",
+    # quality and diversity (metrics/)
+    "fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "prdc_k",
+    "modes", "modes_total", "high_quality", "mode_kl",
+    "feature_extractor", "extractor_accuracy", "reference_split", "reference_n",
+    # environment
+    "device_name", "threads", "torch_version", "git_commit", "timestamp", "dataset_source",
+    "checkpoint_path", "grid", "sample_seconds", "metric_seconds",
+)
+
+
+def results_path(results_dir: Path | str) -> Path:
+    return Path(results_dir) / RESULTS_FILE
+
+
+def read_results(results_dir: Path | str) -> pd.DataFrame:
+    """The table as written (empty, with the standard columns, when there is none yet)."""
+    path = results_path(results_dir)
+    if not path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.read_csv(path)
+
+
+def _key_strings(frame: pd.DataFrame) -> pd.Series:
+    # Compare keys as text: a CSV round trip turns 10 into 10 and True into True, but a
+    # fresh row may hold numpy scalars; str() of both agrees.
+    return frame[list(KEY)].astype(str).agg("\x1f".join, axis=1)
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    missing = [k for k in KEY if k not in row]
+    if missing:
+        raise ValueError(f"a results row needs the key columns {missing}")
+    return "\x1f".join(str(row[k]) for k in KEY)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            frame.to_csv(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def upsert_row(results_dir: Path | str, row: Mapping[str, Any]) -> Path:
+    """Add ``row`` to the table, replacing the row of the same cell (:data:`KEY`) if there is one."""
+    path = results_path(results_dir)
+    key = row_key(row)
+    with _locked(path):
+        table = read_results(results_dir)
+        if len(table):
+            table = table[_key_strings(table) != key]
+        new = pd.DataFrame([dict(row)])
+        table = new if table.empty else pd.concat([table, new], ignore_index=True)
+        extra = [c for c in table.columns if c not in COLUMNS]
+        table = table.reindex(columns=[*COLUMNS, *extra])
+        _write_atomic(table, path)
+    return path
