@@ -123,12 +123,23 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if extractor not in KINDS:
         raise ValueError(f"unknown extractor {extractor!r}: choose one of {', '.join(KINDS)}")
     if not DATASETS[preset.dataset].is_image and extractor != "raw":
-        raise ValueError(f"{preset.dataset} is not an image dataset: its extractor is 'raw', not {extractor!r}")
+        raise ValueError(
+            f"{preset.dataset} is not an image dataset: its extractor is 'raw', not {extractor!r}"
+        )
     return BenchConfig(
-        method=method, preset=preset, nfes=nfes, seeds=seeds, num_samples=num_samples, batch_size=batch_size,
-        device=device, bf16=bool(getattr(args, "bf16", False)), compile=bool(getattr(args, "compile", False)),
-        extractor=extractor, results_dir=Path(getattr(args, "results", None) or "results"),
-        retrain=bool(getattr(args, "retrain", False)), min_repeats=int(getattr(args, "repeats", None) or 3),
+        method=method,
+        preset=preset,
+        nfes=nfes,
+        seeds=seeds,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        device=device,
+        bf16=bool(getattr(args, "bf16", False)),
+        compile=bool(getattr(args, "compile", False)),
+        extractor=extractor,
+        results_dir=Path(getattr(args, "results", None) or "results"),
+        retrain=bool(getattr(args, "retrain", False)),
+        min_repeats=int(getattr(args, "repeats", None) or 3),
     )
 
 
@@ -198,8 +209,12 @@ def load_reference(cfg: BenchConfig) -> Reference:
     n_real = cfg.num_samples if cfg.num_samples < stats["n"] else None
     features = reference_features(ds, REFERENCE_SPLIT, extractor, n_real, device=cfg.device)
     return Reference(
-        extractor=extractor, stats=(stats["mu"], stats["sigma"]), stats_n=int(stats["n"]),
-        features=features.to(cfg.device), split=REFERENCE_SPLIT, source=stats["source"],
+        extractor=extractor,
+        stats=(stats["mu"], stats["sigma"]),
+        stats_n=int(stats["n"]),
+        features=features.to(cfg.device),
+        split=REFERENCE_SPLIT,
+        source=stats["source"],
         modes=_mode_metric(ds, cfg.device),
     )
 
@@ -208,10 +223,22 @@ def git_commit() -> str:
     """Short commit of the package's checkout, ``+dirty`` when tracked files differ from it."""
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, check=True,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -228,8 +255,14 @@ def checkpoint_id(model: torch.nn.Module, path: Path) -> str:
 
 
 def sample_cell(
-    cfg: BenchConfig, model: Any, net: torch.nn.Module, x_T: Tensor, nfe: int, seed: int,
-    warmup_nfe: int, on_batch: Callable[[], None] = lambda: None,
+    cfg: BenchConfig,
+    model: Any,
+    net: torch.nn.Module,
+    x_T: Tensor,
+    nfe: int,
+    seed: int,
+    warmup_nfe: int,
+    on_batch: Callable[[], None] = lambda: None,
 ) -> tuple[Tensor, Timing, int]:
     """Timed sampling of all of ``x_T`` at ``nfe``: (samples on CPU in float32, timing, measured NFE)."""
     counter = CountingModel(net)
@@ -252,13 +285,21 @@ def sample_cell(
         on_batch()
         return out
 
-    outputs, timing = time_batches(timed, n_full, B, device=cfg.device, min_repeats=cfg.min_repeats,
-                                   warmup=lambda: run(0, at_nfe=warmup_nfe, record=False))
+    outputs, timing = time_batches(
+        timed,
+        n_full,
+        B,
+        device=cfg.device,
+        min_repeats=cfg.min_repeats,
+        warmup=lambda: run(0, at_nfe=warmup_nfe, record=False),
+    )
     if len(x_T) % B:  # the last, smaller batch is sampled but not timed: the protocol fixes the batch
         outputs.append(run(n_full, len(x_T) % B))
         on_batch()
     if len(set(counts)) != 1:
-        log(f"[yellow]warning[/]: {cfg.method.name} made {sorted(set(counts))} network calls per batch at NFE {nfe}")
+        log(
+            f"[yellow]warning[/]: {cfg.method.name} made {sorted(set(counts))} network calls per batch at NFE {nfe}"
+        )
     samples = torch.cat([o.float().cpu() for o in outputs])
     return samples, timing, max(counts)
 
@@ -278,7 +319,10 @@ def cell_metrics(samples: Tensor, ref: Reference, device: torch.device) -> dict[
         **prdc(real, feats, k=PRDC_K),
         "prdc_k": PRDC_K,
         "prdc_real_n": len(real),
-        "modes": math.nan, "modes_total": math.nan, "high_quality": math.nan, "mode_kl": math.nan,
+        "modes": math.nan,
+        "modes_total": math.nan,
+        "high_quality": math.nan,
+        "mode_kl": math.nan,
     }
     if ref.modes is not None:
         row.update(ref.modes(samples))
@@ -297,26 +341,39 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.set_num_threads(args.threads)  # recorded in every row (timing.threads)
     expected_nfe = dry_run_nfe(cfg)
     ds, shape = cfg.preset.dataset, DATASETS[cfg.preset.dataset].shape
-    log(f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
+    log(
+        f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
         f"{cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device} ({cfg.dtype}"
-        f"{', compiled' if cfg.compile else ''}) -> {cfg.results_dir}")
+        f"{', compiled' if cfg.compile else ''}) -> {cfg.results_dir}"
+    )
 
-    model, ckpt_path = train_model(cfg.method.model, cfg.preset, device=str(cfg.device.type), retrain=cfg.retrain)
+    model, ckpt_path = train_model(
+        cfg.method.model, cfg.preset, device=str(cfg.device.type), retrain=cfg.retrain
+    )
     model = model.to(cfg.device).eval()
     ckpt = checkpoint_id(model, ckpt_path)
     ref = load_reference(cfg)
     eager = model.denoiser()
     probe = FlopProbe(eager, then=torch.compile(eager) if cfg.compile else None)
     env = {
-        "torch_version": torch.__version__, "git_commit": git_commit(), "dataset_source": dataset_source(ds),
-        "checkpoint": ckpt, "checkpoint_path": str(ckpt_path),
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "dataset_source": dataset_source(ds),
+        "checkpoint": ckpt,
+        "checkpoint_path": str(ckpt_path),
     }
 
     rows: list[dict[str, Any]] = []
     n_full, partial = divmod(cfg.num_samples, cfg.batch_size)
     n_batches = max(n_full, cfg.min_repeats) + (1 if partial else 0)  # timed repeats, then the untimed rest
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         cells = progress.add_task("cells", total=len(cfg.seeds) * len(cfg.nfes))
         batches = progress.add_task("batches", total=n_batches)
@@ -327,18 +384,33 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 progress.update(cells, description=f"{cfg.method.name} NFE {nfe} seed {seed}")
                 progress.reset(batches, total=n_batches, description="  sampling batches")
                 t0 = time.perf_counter()
-                samples, timing, counted = sample_cell(cfg, model, probe, x_T, nfe, seed, min(cfg.nfes),
-                                                       lambda: progress.advance(batches))
+                samples, timing, counted = sample_cell(
+                    cfg, model, probe, x_T, nfe, seed, min(cfg.nfes), lambda: progress.advance(batches)
+                )
                 if counted != expected_nfe[nfe]:
-                    log(f"[yellow]warning[/]: NFE {nfe} counted {counted} calls, the dry run {expected_nfe[nfe]}")
+                    log(
+                        f"[yellow]warning[/]: NFE {nfe} counted {counted} calls, the dry run {expected_nfe[nfe]}"
+                    )
                 t1 = time.perf_counter()
                 progress.update(batches, description="  metrics")
                 if DATASETS[ds].is_image:
                     samples = samples.clamp(-1, 1)
                 metrics = cell_metrics(samples, ref, cfg.device)
                 grid = _save_grid(cfg, samples, nfe, counted, seed)
-                row = _row(cfg, nfe, counted, seed, timing, probe, metrics, ref, env, grid,
-                           sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1)
+                row = _row(
+                    cfg,
+                    nfe,
+                    counted,
+                    seed,
+                    timing,
+                    probe,
+                    metrics,
+                    ref,
+                    env,
+                    grid,
+                    sample_seconds=t1 - t0,
+                    metric_seconds=time.perf_counter() - t1,
+                )
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)
@@ -347,43 +419,88 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _save_grid(cfg: BenchConfig, samples: Tensor, nfe_requested: int, nfe: int, seed: int) -> str:
-    suffix = ("-bf16" if cfg.bf16 else "") + ("-compiled" if cfg.compile else "") + ("-cuda" if cfg.device.type == "cuda" else "")
-    rel = Path("grids") / cfg.preset.dataset / f"{cfg.method.name}-{cfg.preset.name}-nfe{nfe_requested}-seed{seed}{suffix}.png"
+    suffix = (
+        ("-bf16" if cfg.bf16 else "")
+        + ("-compiled" if cfg.compile else "")
+        + ("-cuda" if cfg.device.type == "cuda" else "")
+    )
+    rel = (
+        Path("grids")
+        / cfg.preset.dataset
+        / f"{cfg.method.name}-{cfg.preset.name}-nfe{nfe_requested}-seed{seed}{suffix}.png"
+    )
     shown = samples if samples.dim() == 2 else samples[:GRID_SAMPLES]  # 2-D points: the whole cloud
     save_samples(shown, cfg.results_dir / rel, title=f"{cfg.method.name}, {nfe} NFE, seed {seed}")
     return str(rel)
 
 
-def _row(cfg: BenchConfig, nfe_requested: int, nfe: int, seed: int, timing: Timing, probe: FlopProbe,
-         metrics: dict[str, Any], ref: Reference, env: dict[str, Any], grid: str, **extra: float) -> dict[str, Any]:
+def _row(
+    cfg: BenchConfig,
+    nfe_requested: int,
+    nfe: int,
+    seed: int,
+    timing: Timing,
+    probe: FlopProbe,
+    metrics: dict[str, Any],
+    ref: Reference,
+    env: dict[str, Any],
+    grid: str,
+    **extra: float,
+) -> dict[str, Any]:
     return {
-        "dataset": cfg.preset.dataset, "preset": cfg.preset.name, "method": cfg.method.name,
-        "sampler": cfg.method.sampler, "nfe": nfe, "seed": seed, "checkpoint": env["checkpoint"],
-        "device": cfg.device.type, "dtype": cfg.dtype, "compiled": cfg.compile,
-        "model": cfg.method.model, "nfe_requested": nfe_requested, "num_samples": cfg.num_samples,
+        "dataset": cfg.preset.dataset,
+        "preset": cfg.preset.name,
+        "method": cfg.method.name,
+        "sampler": cfg.method.sampler,
+        "nfe": nfe,
+        "seed": seed,
+        "checkpoint": env["checkpoint"],
+        "device": cfg.device.type,
+        "dtype": cfg.dtype,
+        "compiled": cfg.compile,
+        "model": cfg.method.model,
+        "nfe_requested": nfe_requested,
+        "num_samples": cfg.num_samples,
         "batch_size": cfg.batch_size,
-        "ms_per_image": timing.ms_per_image, "ms_per_nfe": timing.ms_per_batch / nfe,
-        "images_per_s": timing.images_per_s, "timing_repeats": len(timing.times_ms),
-        "ms_per_batch_min": min(timing.times_ms), "ms_per_batch_max": max(timing.times_ms),
-        "peak_mem_mb": timing.peak_mem_mb, "peak_mem_kind": timing.peak_mem_kind,
+        "ms_per_image": timing.ms_per_image,
+        "ms_per_nfe": timing.ms_per_batch / nfe,
+        "images_per_s": timing.images_per_s,
+        "timing_repeats": len(timing.times_ms),
+        "ms_per_batch_min": min(timing.times_ms),
+        "ms_per_batch_max": max(timing.times_ms),
+        "peak_mem_mb": timing.peak_mem_mb,
+        "peak_mem_kind": timing.peak_mem_kind,
         **probe.rates(nfe, timing, cfg.dtype),
         **metrics,
         "feature_extractor": ref.extractor.name,
         "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan,
-        "reference_split": ref.split, "reference_n": ref.stats_n,
-        "device_name": timing.device_name, "threads": timing.threads,
-        "torch_version": env["torch_version"], "git_commit": env["git_commit"],
+        "reference_split": ref.split,
+        "reference_n": ref.stats_n,
+        "device_name": timing.device_name,
+        "threads": timing.threads,
+        "torch_version": env["torch_version"],
+        "git_commit": env["git_commit"],
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset_source": env["dataset_source"], "checkpoint_path": env["checkpoint_path"], "grid": grid,
+        "dataset_source": env["dataset_source"],
+        "checkpoint_path": env["checkpoint_path"],
+        "grid": grid,
         **extra,
     }
 
 
 def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
-    table = Table(title=f"{cfg.method.name} on {cfg.preset.dataset} ({cfg.preset.name}, {cfg.device}, {cfg.dtype})")
-    cols = [("NFE", "nfe", "{}"), ("seed", "seed", "{}"), ("ms/image", "ms_per_image", "{:.3f}"),
-            ("FID", "fid", "{:.3f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
-            ("coverage", "coverage", "{:.3f}")]
+    table = Table(
+        title=f"{cfg.method.name} on {cfg.preset.dataset} ({cfg.preset.name}, {cfg.device}, {cfg.dtype})"
+    )
+    cols = [
+        ("NFE", "nfe", "{}"),
+        ("seed", "seed", "{}"),
+        ("ms/image", "ms_per_image", "{:.3f}"),
+        ("FID", "fid", "{:.3f}"),
+        ("precision", "precision", "{:.3f}"),
+        ("recall", "recall", "{:.3f}"),
+        ("coverage", "coverage", "{:.3f}"),
+    ]
     if any(not math.isnan(r["modes"]) for r in rows):
         cols.append(("modes", "modes", "{:.0f}"))
     for title, _, _ in cols:

@@ -95,7 +95,11 @@ class FlopProbe(nn.Module):
         gflops = self.flops_per_call / self.batch * nfe / 1e9
         achieved = gflops * 1e9 * timing.images_per_s
         peak = peak_flops(timing.device_name, dtype) if timing.device == "cuda" else math.nan
-        return {"gflops_per_image": gflops, "achieved_tflops": achieved / 1e12, "pct_of_peak": 100.0 * achieved / peak}
+        return {
+            "gflops_per_image": gflops,
+            "achieved_tflops": achieved / 1e12,
+            "pct_of_peak": 100.0 * achieved / peak,
+        }
 
 
 @dataclass

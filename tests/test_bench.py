@@ -1,0 +1,331 @@
+"""The benchmark harness: timing protocol, results table, one bench end to end, bad input, and a bench
+killed midway then re-run (no finished row lost, none duplicated)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from trilemma_bench.bench.results import KEY, read_results, results_path, upsert_row
+from trilemma_bench.bench.timing import FlopProbe, peak_flops, time_batches
+
+# A tiny smoke configuration: seconds to train, milliseconds a cell.
+STEPS = 30
+FAST = [
+    "--preset",
+    "smoke",
+    "--steps",
+    str(STEPS),
+    "--num-samples",
+    "64",
+    "--batch-size",
+    "32",
+    "--threads",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory):
+    """A cache of this module's own: its 30-step smoke checkpoint must not meet another test's."""
+    path = tmp_path_factory.mktemp("bench-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRILEMMA_BENCH_CACHE", str(path))
+        threads = torch.get_num_threads()
+        yield path
+        torch.set_num_threads(threads)
+
+
+def bench_args(results: Path, **over) -> argparse.Namespace:
+    base = {
+        "method": "ddim",
+        "preset": "smoke",
+        "dataset": None,
+        "device": "cpu",
+        "retrain": False,
+        "steps": STEPS,
+        "nfe": [2, 5],
+        "seeds": [0],
+        "num_samples": 64,
+        "batch_size": 32,
+        "bf16": False,
+        "compile": False,
+        "extractor": None,
+        "results": results,
+        "threads": 1,
+        "repeats": None,
+    }
+    return argparse.Namespace(**{**base, **over})
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_batches_times_each_batch_after_warmup_and_takes_the_median() -> None:
+    clock, calls = FakeClock(), []
+    durations = {0: 0.010, 1: 0.030, 2: 0.020}  # seconds per batch index
+
+    def sample(i: int) -> torch.Tensor:
+        calls.append(i)
+        clock.now += durations[i]
+        return torch.full((4,), float(i))
+
+    def warmup() -> None:
+        calls.append("warm-up")
+        clock.now += 5.0  # a slow first call must not reach the measurements
+
+    outputs, timing = time_batches(sample, 3, 4, device="cpu", warmup=warmup, warmup_runs=2, clock=clock)
+    assert calls == ["warm-up", "warm-up", 0, 1, 2]
+    assert timing.times_ms == pytest.approx([10.0, 30.0, 20.0])
+    assert timing.ms_per_batch == pytest.approx(20.0)  # median, not mean (20) nor first
+    assert timing.ms_per_image == pytest.approx(5.0)
+    assert timing.images_per_s == pytest.approx(200.0)
+    assert [int(o[0]) for o in outputs] == [0, 1, 2]
+    assert timing.threads == torch.get_num_threads() and timing.peak_mem_mb > 0
+
+
+def test_time_batches_repeats_batch_zero_up_to_min_repeats_and_keeps_its_samples_once() -> None:
+    clock, calls = FakeClock(), []
+
+    def sample(i: int) -> torch.Tensor:
+        calls.append(i)
+        clock.now += 0.001 * (len(calls))
+        return torch.tensor([i])
+
+    outputs, timing = time_batches(sample, 1, 8, device="cpu", min_repeats=3, clock=clock)
+    assert calls == [0, 0, 0, 0]  # default warm-up (batch 0), then three timed repeats
+    assert len(outputs) == 1 and len(timing.times_ms) == 3
+    assert timing.ms_per_batch == pytest.approx(3.0)  # median of 2, 3, 4 ms
+
+
+def test_flop_probe_counts_one_call_and_derives_rates() -> None:
+    net = torch.nn.Linear(16, 8, bias=False)
+    probe = FlopProbe(net)
+    x = torch.randn(4, 16)
+    for _ in range(3):
+        probe(x)
+    assert probe.flops_per_call == 2 * 4 * 16 * 8 and probe.batch == 4
+
+    _, timing = time_batches(
+        lambda i: x, 1, 4, device="cpu", min_repeats=1, clock=iter([0.0, 0.004]).__next__
+    )
+    rates = probe.rates(nfe=10, timing=timing, dtype="float32")
+    assert rates["gflops_per_image"] == pytest.approx(2 * 16 * 8 * 10 / 1e9)
+    assert rates["achieved_tflops"] == pytest.approx(rates["gflops_per_image"] * 1e9 * 1000 / 1e12)
+    assert math.isnan(rates["pct_of_peak"])  # a CPU has no datasheet peak here
+
+
+def test_peak_flops_table() -> None:
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4e12
+    assert peak_flops("NVIDIA H100 PCIe", "float32") == 51.2e12
+    assert peak_flops("NVIDIA H200", "float32") == 66.9e12
+    assert math.isnan(peak_flops("Some Future GPU", "bfloat16"))
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+def _row(**over) -> dict:
+    row = {
+        "dataset": "toy2d",
+        "preset": "smoke",
+        "method": "ddim",
+        "sampler": "s",
+        "nfe": 10,
+        "seed": 0,
+        "checkpoint": "c",
+        "device": "cpu",
+        "dtype": "float32",
+        "compiled": False,
+        "fid": 1.0,
+        "timestamp": "2026-01-01T00:00:00+00:00",
+    }
+    return {**row, **over}
+
+
+def test_upsert_replaces_the_row_of_the_same_cell(tmp_path: Path) -> None:
+    upsert_row(tmp_path, _row(fid=1.0))
+    upsert_row(tmp_path, _row(seed=1, fid=2.0))
+    upsert_row(tmp_path, _row(fid=3.0))  # same cell as the first: replaced
+    upsert_row(tmp_path, _row(dtype="bfloat16", fid=4.0))  # another precision is another cell
+    table = read_results(tmp_path)
+    assert len(table) == 3
+    assert not table.duplicated(list(KEY)).any()
+    assert table.loc[(table["seed"] == 0) & (table["dtype"] == "float32"), "fid"].tolist() == [3.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.lock"]  # no temp left
+
+
+def test_upsert_refuses_a_row_without_its_key(tmp_path: Path) -> None:
+    row = _row()
+    del row["seed"]
+    with pytest.raises(ValueError, match="seed"):
+        upsert_row(tmp_path, row)
+
+
+# ------------------------------------------------------------------------------------------ harness
+
+
+def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import run_bench
+
+    rows = run_bench(bench_args(tmp_path, seeds=[0, 1]))
+    table = read_results(tmp_path)
+    assert len(rows) == len(table) == 4
+    assert sorted(table["nfe"]) == [2, 2, 5, 5]  # counted network calls per batch
+    for col in (
+        "ms_per_image",
+        "ms_per_nfe",
+        "fid",
+        "kid",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "modes",
+    ):
+        assert table[col].notna().all(), col
+    assert set(table["modes_total"]) == {25} and set(table["feature_extractor"]) == {"raw"}
+    assert set(table["reference_split"]) == {"train"} and set(table["threads"]) == {1}
+    assert (table["timing_repeats"] == 3).all()  # 2 full batches of 32, then batch 0 once more
+    assert table["git_commit"].notna().all() and table["torch_version"].eq(torch.__version__).all()
+    for grid in table["grid"]:
+        assert (tmp_path / grid).is_file()
+
+    # Deterministic sampler, same seeds, same checkpoint: a re-run replaces the rows with the same numbers.
+    again = run_bench(bench_args(tmp_path, seeds=[0, 1]))
+    table2 = read_results(tmp_path)
+    assert len(table2) == 4
+    assert [r["fid"] for r in again] == pytest.approx([r["fid"] for r in rows], rel=1e-9)
+
+
+def test_same_seed_gives_the_same_noise_whatever_the_batch_size(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import run_bench
+
+    a = run_bench(bench_args(tmp_path / "a", nfe=[5], batch_size=32))
+    b = run_bench(bench_args(tmp_path / "b", nfe=[5], batch_size=64))
+    assert a[0]["fid"] == pytest.approx(b[0]["fid"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"method": "nope"}, "unknown method"),
+        ({"nfe": [2000]}, "cannot sample at NFE 2000"),
+        ({"nfe": [0]}, "positive"),
+        ({"num_samples": 5}, "too few"),
+        ({"extractor": "domain"}, "not an image dataset"),
+        ({"preset": "smoke", "dataset": "digits"}, "sized for"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(cache: Path, tmp_path: Path, over: dict, message: str) -> None:
+    from trilemma_bench.bench.harness import run_bench
+
+    before = set(cache.rglob("*.ckpt"))
+    with pytest.raises(ValueError, match=message):
+        run_bench(bench_args(tmp_path, steps=7, **over))  # steps=7: a checkpoint nobody else trains
+    assert set(cache.rglob("*.ckpt")) == before
+    assert not results_path(tmp_path).exists()
+
+
+def test_killed_bench_keeps_finished_rows_and_rerun_duplicates_none(cache: Path, tmp_path: Path) -> None:
+    """SIGKILL a bench as soon as its first row lands, re-run it: every cell once, the early rows kept."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "trilemma_bench.cli",
+        "bench",
+        "--method",
+        "ddpm",
+        *FAST,
+        "--nfe",
+        "2,5,10",
+        "--seeds",
+        "0,1",
+        "--results",
+        str(tmp_path),
+    ]
+    env = {**os.environ, "TRILEMMA_BENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if results_path(tmp_path).exists() and len(read_results(tmp_path)) >= 1:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    killed = read_results(tmp_path)  # must parse: never half a row
+    assert 1 <= len(killed) < 6, "the bench should have been killed midway"
+    assert not killed.duplicated(list(KEY)).any()
+
+    done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = read_results(tmp_path)
+    assert len(table) == 6
+    assert not table.duplicated(list(KEY)).any()
+    cells = set(map(tuple, table[["nfe", "seed"]].to_numpy().tolist()))
+    assert cells == {(n, s) for n in (2, 5, 10) for s in range(2)}
+    assert set(map(tuple, killed[["nfe", "seed"]].to_numpy().tolist())) <= cells
+
+
+def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import run_bench
+
+    run_bench(bench_args(tmp_path, nfe=[2]))
+    required = [
+        "dataset",
+        "method",
+        "sampler",
+        "nfe",
+        "seed",
+        "num_samples",
+        "batch_size",
+        "device",
+        "dtype",
+        "compiled",
+        "ms_per_image",
+        "ms_per_nfe",
+        "images_per_s",
+        "peak_mem_mb",
+        "gflops_per_image",
+        "pct_of_peak",
+        "fid",
+        "kid",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "modes",
+        "mode_kl",
+        "feature_extractor",
+        "extractor_accuracy",
+        "checkpoint",
+        "git_commit",
+        "torch_version",
+        "timestamp",
+        "device_name",
+        "threads",
+        "preset",
+        "dataset_source",
+    ]
+    table = pd.read_csv(results_path(tmp_path))
+    assert [c for c in required if c not in table.columns] == []
