@@ -69,6 +69,19 @@ def test_chunked_equals_one_block(chunk_size: int) -> None:
     assert prdc(real, fake, k=4, chunk_size=chunk_size) == prdc(real, fake, k=4, chunk_size=10_000)
 
 
+def test_worker_threads_give_the_serial_result_and_restore_torch_threads() -> None:
+    real, fake = (torch.from_numpy(a) for a in _gaussians(400, 300, 8, seed=16))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threaded = prdc(real, fake, k=3, chunk_size=9)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert prdc(real, fake, k=3, chunk_size=9) == threaded
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_identical_sets_give_perfect_scores() -> None:
     # fake == real: every sample lies in its own ball (0 < radius); each ball of radius r_i holds the
     # centre and its k - 1 strictly nearer neighbours, so density is exactly k * n / (k * n) = 1.
