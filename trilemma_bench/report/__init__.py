@@ -39,6 +39,26 @@ def _grids(rows: pd.DataFrame, results_dir: Path, out: Path) -> dict[str, dict[i
     return found
 
 
+def _notes(rows: pd.DataFrame, extractors: list[str]) -> list[str]:
+    """What a reader needs to trust one setting's numbers: hardware, sample sizes, features, data."""
+
+    def values(col: str) -> str:
+        return ", ".join(map(str, sorted(rows[col].dropna().unique()))) if col in rows else "?"
+
+    accuracy = rows["extractor_accuracy"].dropna() if "extractor_accuracy" in rows else pd.Series(dtype=float)
+    return [
+        f"device: {values('device_name')}; torch {values('torch_version')}; commit {values('git_commit')}",
+        (
+            f"samples per cell: {values('num_samples')}; fixed batch: {values('batch_size')}; ms/image is the "
+            "median over timed batches (warm-up excluded); error bars and ± are the std over seeds"
+        ),
+        f"features: {', '.join(extractors)}"
+        + (f" (classifier test accuracy {accuracy.iloc[-1]:.4f})" if len(accuracy) else "")
+        + f"; FID against the {values('reference_split')} split; data: {values('dataset_source')}; "
+        f"checkpoint: {values('checkpoint')}",
+    ]
+
+
 def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
     """Build the report of every row in ``<results_dir>/results.csv`` into ``out_dir``; returns index.html."""
     results_dir, out = Path(results_dir), Path(out_dir)
@@ -63,18 +83,7 @@ def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
         part.attrs["extractor"] = ", ".join(extractors)
         pngs = plot_setting(part, title, slug, out / "plots")
         plots = {name: str(p.relative_to(out)) for name, p in pngs.items()}
-        env = cell_rows.iloc[-1]
-        accuracy = cell_rows["extractor_accuracy"].dropna()
-        section_notes = [
-            (
-                f"device: {env.get('device_name', '?')}; torch {env.get('torch_version', '?')}; "
-                f"samples per cell: {', '.join(map(str, sorted(cell_rows['num_samples'].unique())))}; "
-                f"batch: {', '.join(map(str, sorted(cell_rows['batch_size'].unique())))}"
-            ),
-            f"features: {', '.join(extractors)}"
-            + (f" (classifier test accuracy {accuracy.iloc[-1]:.4f})" if len(accuracy) else "")
-            + f"; FID against the {env.get('reference_split', '?')} split; data: {env.get('dataset_source', '?')}",
-        ]
+        section_notes = _notes(cell_rows, extractors)
         table = display_table(part)
         sections.append(Section(title, table, plots, _grids(cell_rows, results_dir, out), section_notes))
         md += [f"## {title}", "", *[f"{n}  " for n in section_notes], "", markdown(table), ""]

@@ -36,11 +36,21 @@ def pareto_mask(x: np.ndarray, y: np.ndarray, *, min_x: bool = True, min_y: bool
 
 
 def _draw_front(ax: plt.Axes, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+    """A wide grey band under the methods' lines through the non-dominated points, which are ringed."""
     if mask.sum() == 0:
         return
     order = np.argsort(x[mask])
-    ax.plot(x[mask][order], y[mask][order], ls="--", color="0.35", lw=1.2, zorder=1, label="Pareto front")
-    ax.scatter(x[mask], y[mask], s=170, facecolors="none", edgecolors="0.35", lw=1.2, zorder=1)
+    ax.plot(
+        x[mask][order],
+        y[mask][order],
+        color="0.6",
+        lw=7,
+        alpha=0.35,
+        solid_capstyle="round",
+        zorder=0,
+        label="Pareto front (all methods)",
+    )
+    ax.scatter(x[mask], y[mask], s=190, facecolors="none", edgecolors="0.3", lw=1.3, zorder=3)
 
 
 def _err(summary: pd.DataFrame, col: str) -> np.ndarray | None:
