@@ -50,41 +50,51 @@ from .checks import as_features, check_min_samples, check_pair, check_positive_i
 _BLOCK_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}
 
 
-def _rows_per_block(n_columns: int, chunk_size: int | None, device: torch.device) -> int:
+def _rows_per_block(n_rows: int, n_columns: int, chunk_size: int | None, device: torch.device) -> int:
     budget = _BLOCK_ELEMENTS.get(device.type, _BLOCK_ELEMENTS["cpu"])
-    return chunk_size or max(1, budget // n_columns)
+    return min(n_rows, chunk_size or max(1, budget // n_columns))
 
 
 Blocks = list[tuple[int, int]]
 R = TypeVar("R")
 
 
+RunBlocks = Callable[[int, int, Callable[[Blocks], R]], list[R]]
+
+
 @contextmanager
-def _torch_single_threaded() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # worker threads created from now on start with one intra-op thread
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _over_blocks(n_rows: int, step: int, device: torch.device, work: Callable[[Blocks], R]) -> list[R]:
-    """Split rows into blocks of ``step`` and hand them to ``work``, one call per worker; its results.
+def _block_workers(device: torch.device) -> Iterator[RunBlocks]:
+    """Yield ``run(n_rows, step, work)``: rows cut into blocks of ``step``, ``work`` called once per worker
+    with its share of the blocks; returns the workers' results.
 
     On the CPU, blocks are dealt round-robin to torch.get_num_threads() Python threads, each running
-    torch single-threaded (intra-op parallelism is set to 1 for the duration and restored after, so
-    calls from several Python threads at once are not supported). Each block then stays in one core's
-    cache and no operation waits on a fork-join barrier: with torch's own threads, every one of the
-    ~7 small operations per block synchronizes both cores, which on a busy 2-core machine made the
-    same 10k x 10k run 5x slower than one thread alone. torch releases the GIL inside its operations.
+    torch single-threaded: intra-op parallelism is set to 1 inside the ``with`` and restored after (so
+    do not call this from several Python threads at once). Each block then stays in one core's cache
+    and no operation waits on a fork-join barrier: with torch's own threads, each of the ~7 small
+    operations per block synchronizes both cores, which on a busy 2-core machine made the same
+    10k x 10k run 5x slower than with one thread (17 s against 3.3 s). torch releases the GIL inside its operations. One
+    pool serves the whole call: fresh threads per pass left memory behind (per-thread allocator pools).
     """
-    blocks = [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
-    workers = min(torch.get_num_threads(), len(blocks)) if device.type == "cpu" else 1
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+
+    def serial(n_rows: int, step: int, work: Callable[[Blocks], R]) -> list[R]:
+        return [work([(start, min(start + step, n_rows)) for start in range(0, n_rows, step)])]
+
     if workers == 1:
-        return [work(blocks)]
-    with _torch_single_threaded(), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(work, [blocks[w::workers] for w in range(workers)]))
+        yield serial
+        return
+    torch.set_num_threads(1)  # threads created from now on start with one intra-op thread
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+
+            def run(n_rows: int, step: int, work: Callable[[Blocks], R]) -> list[R]:
+                blocks = [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+                shares = [blocks[w::workers] for w in range(min(workers, len(blocks)))]
+                return list(pool.map(work, shares))
+
+            yield run
+    finally:
+        torch.set_num_threads(workers)
 
 
 def _with_sq_norms(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,10 +102,10 @@ def _with_sq_norms(x: Tensor) -> tuple[Tensor, Tensor]:
     return x64, (x64 * x64).sum(dim=1)
 
 
-def _block_sq_distances(rows: Tensor, rows_sq: Tensor, cols: Tensor, cols_sq: Tensor) -> Tensor:
-    """Squared distances in float64, summed in scikit-learn's order: (-2 x.y + |x|^2) + |y|^2."""
-    d2 = torch.addmm(rows_sq.unsqueeze(1), rows, cols.T, alpha=-2.0)
-    return d2.add_(cols_sq.unsqueeze(0))
+def _block_sq_distances(rows: Tensor, rows_sq: Tensor, cols: Tensor, cols_sq: Tensor, out: Tensor) -> Tensor:
+    """Squared distances in float64 into ``out``, summed in scikit-learn's order: (-2 x.y + |x|^2) + |y|^2."""
+    torch.addmm(rows_sq.unsqueeze(1), rows, cols.T, alpha=-2.0, out=out)
+    return out.add_(cols_sq.unsqueeze(0))
 
 
 def _midpoint_squared(lo: Tensor, hi: Tensor) -> Tensor:
@@ -151,18 +161,22 @@ def _inside_threshold(radii: Tensor) -> Tensor:
     return torch.where(r > 0, threshold, torch.full_like(threshold, -float("inf")))
 
 
-def _kth_neighbour_sq(x64: Tensor, sq: Tensor, k: int, chunk_size: int | None) -> Tensor:
+def _kth_neighbour_sq(x64: Tensor, sq: Tensor, k: int, chunk_size: int | None, run: RunBlocks) -> Tensor:
     """Squared (float64) distance of each row of ``x64`` to its k-th nearest other row, block by block."""
     n = x64.shape[0]
     kth = torch.empty(n, dtype=torch.float64, device=x64.device)
+    step = _rows_per_block(n, n, chunk_size, x64.device)
 
     def work(blocks: Blocks) -> None:
+        # One buffer per worker, reused: allocating a block per step made glibc's per-thread arenas
+        # grow to 5x the working set (its mmap threshold adapts upwards after the first free).
+        buffer = torch.empty(step, n, dtype=torch.float64, device=x64.device)
         for start, stop in blocks:
-            d2 = _block_sq_distances(x64[start:stop], sq[start:stop], x64, sq)
+            d2 = _block_sq_distances(x64[start:stop], sq[start:stop], x64, sq, buffer[: stop - start])
             # The (k+1)-th smallest of the row, as prdc: the self-distance (0) is one of the k+1.
             kth[start:stop] = d2.topk(k + 1, dim=1, largest=False, sorted=True).values[:, k]
 
-    _over_blocks(n, _rows_per_block(n, chunk_size, x64.device), x64.device, work)
+    run(n, step, work)
     return kth
 
 
@@ -172,7 +186,8 @@ def knn_radii(features: Tensor, k: int, chunk_size: int | None = None) -> Tensor
     check_positive_int(k, "k")
     check_min_samples(x, k + 1, "features", f"a {k}-nearest-neighbour radius (k + 1 samples)")
     # Rounding and sqrt are monotone, so the k-th smallest d2 maps to the k-th smallest distance.
-    return _as_sklearn_distance(_kth_neighbour_sq(*_with_sq_norms(x), k, chunk_size))
+    with _block_workers(x.device) as run:
+        return _as_sklearn_distance(_kth_neighbour_sq(*_with_sq_norms(x), k, chunk_size, run))
 
 
 def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) -> dict[str, float]:
@@ -196,30 +211,40 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     check_min_samples(real, k + 1, "real", need)
     check_min_samples(fake, k + 1, "fake", need)
 
-    real64, real_sq = _with_sq_norms(real)
-    fake64, fake_sq = _with_sq_norms(fake)
-    real_radii = _as_sklearn_distance(_kth_neighbour_sq(real64, real_sq, k, chunk_size))
-    fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake64, fake_sq, k, chunk_size))
-    real_threshold = _inside_threshold(real_radii)
-    fake_threshold = _inside_threshold(fake_radii).unsqueeze(0)
-    n_real, n_fake = real.shape[0], fake.shape[0]
-    real_in_some_fake_ball = torch.empty(n_real, dtype=torch.bool, device=real.device)
-    real_ball_has_fake = torch.empty(n_real, dtype=torch.bool, device=real.device)
+    with _block_workers(real.device) as run:
+        real64, real_sq = _with_sq_norms(real)
+        fake64, fake_sq = _with_sq_norms(fake)
+        real_radii = _as_sklearn_distance(_kth_neighbour_sq(real64, real_sq, k, chunk_size, run))
+        fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake64, fake_sq, k, chunk_size, run))
+        real_threshold = _inside_threshold(real_radii)
+        fake_threshold = _inside_threshold(fake_radii).unsqueeze(0)
+        n_real, n_fake = real.shape[0], fake.shape[0]
+        real_in_some_fake_ball = torch.empty(n_real, dtype=torch.bool, device=real.device)
+        real_ball_has_fake = torch.empty(n_real, dtype=torch.bool, device=real.device)
 
-    # One pass over blocks of real rows against all fake columns serves all four metrics:
-    # row reductions complete within a block, column counts add up over blocks.
-    def work(blocks: Blocks) -> Tensor:
-        real_balls_per_fake = torch.zeros(n_fake, dtype=torch.int64, device=real.device)
-        for start, stop in blocks:
-            d2 = _block_sq_distances(real64[start:stop], real_sq[start:stop], fake64, fake_sq)
-            inside_real_ball = d2 <= real_threshold[start:stop].unsqueeze(1)
-            real_balls_per_fake += inside_real_ball.sum(dim=0)
-            real_ball_has_fake[start:stop] = inside_real_ball.any(dim=1)
-            real_in_some_fake_ball[start:stop] = (d2 <= fake_threshold).any(dim=1)
-        return real_balls_per_fake
+        # One pass over blocks of real rows against all fake columns serves all four metrics:
+        # row reductions complete within a block, column counts add up over blocks.
+        step = _rows_per_block(n_real, n_fake, chunk_size, real.device)
 
-    step = _rows_per_block(n_fake, chunk_size, real.device)
-    real_balls_per_fake = sum(_over_blocks(n_real, step, real.device, work))
+        def work(blocks: Blocks) -> Tensor:
+            real_balls_per_fake = torch.zeros(n_fake, dtype=torch.int64, device=real.device)
+            counts = torch.empty_like(real_balls_per_fake)
+            distances = torch.empty(step, n_fake, dtype=torch.float64, device=real.device)
+            inside = torch.empty(step, n_fake, dtype=torch.bool, device=real.device)
+            for start, stop in blocks:
+                d2 = _block_sq_distances(
+                    real64[start:stop], real_sq[start:stop], fake64, fake_sq, distances[: stop - start]
+                )
+                inside_real_ball = torch.le(
+                    d2, real_threshold[start:stop].unsqueeze(1), out=inside[: stop - start]
+                )
+                real_balls_per_fake += torch.sum(inside_real_ball, dim=0, out=counts)
+                real_ball_has_fake[start:stop] = inside_real_ball.any(dim=1)
+                inside_fake_ball = torch.le(d2, fake_threshold, out=inside[: stop - start])
+                real_in_some_fake_ball[start:stop] = inside_fake_ball.any(dim=1)
+            return real_balls_per_fake
+
+        real_balls_per_fake = sum(run(n_real, step, work))
 
     return {
         "precision": float((real_balls_per_fake > 0).double().mean()),
