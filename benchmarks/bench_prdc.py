@@ -180,7 +180,8 @@ def main() -> None:
     print()
     for c in comparisons:
         print(
-            f"n={c['n']}: ours is {c['speedup_wall']:.1f}x faster (wall; {c['speedup_cpu']:.1f}x in CPU time), "
+            f"n={c['n']}: ours is {c['speedup_wall']:.1f}x faster "
+            f"(wall; {c['speedup_cpu']:.1f}x in CPU time), "
             f"uses {c['memory_fraction']:.3f} of prdc's peak memory; "
             f"largest metric difference {c['max_metric_difference']:.1e}"
         )

@@ -113,7 +113,7 @@ def test_fid_with_singular_covariances_stays_finite() -> None:
 
 
 def _numpy_unbiased_poly_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
-    """Written from the definition in Binkowski et al. 2018, eq. (2), with k(a, b) = (gamma a.b + coef0)^degree."""
+    """Unbiased MMD^2 from its definition (Binkowski et al. 2018); k(a, b) = (gamma a.b + coef0)^degree."""
     m = len(x)
 
     def mean_off_diagonal(k: np.ndarray) -> float:

@@ -20,11 +20,12 @@ Conventions, pinned to ``prdc`` 0.2 (``prdc/prdc.py``), so numbers are comparabl
 Why float64 GEMM and not ``torch.cdist``: cdist's default ``use_mm_for_euclid_dist_if_necessary``
 uses the same norm expansion, but in float32, for more than 25 rows; the cancellation costs about
 eps32 * |x|^2. On 3000 x 64 features centred at 3, 96% of its k-NN radii differed from prdc's (up to
-4e-6 relative), which can flip strict comparisons (none flipped in that run). ``donot_use_mm_for_euclid_dist`` sums differences
-in float32: closer (3e-7), but 43% of radii still differed and one coverage decision in 3000 flipped;
-it is also several times slower than the float64 GEMM on this CPU (2000 x 20000 x 64: 0.84 s against
-0.15 s). The float64 GEMM is both the fastest and the one that reproduces prdc. (On GPUs with weak
-float64, e.g. consumer cards, it costs speed; H100/H200 have full-rate float64.)
+4e-6 relative), which can flip strict comparisons (none flipped in that run).
+``donot_use_mm_for_euclid_dist`` sums differences in float32: closer (3e-7), but 43% of radii still
+differed and one coverage decision in 3000 flipped; it is also several times slower than the float64
+GEMM on this CPU (2000 x 20000 x 64: 0.84 s against 0.15 s). The float64 GEMM is both the fastest
+and the one that reproduces prdc. (On GPUs with weak float64, e.g. consumer cards, it costs speed;
+H100/H200 have full-rate float64.)
 
 Speed: nothing is square-rooted per pair. Rounding to float32 and the float32 square root are both
 monotone, so "sqrt32(f32(d2)) < r" is the same as "d2 <= T(r)" for one float64 threshold per ball,
@@ -45,8 +46,8 @@ from torch import Tensor
 from .checks import as_features, check_min_samples, check_pair, check_positive_int
 
 # Distances per block (rows x columns). On the CPU, 2**20 float64 values (8 MiB) plus their boolean
-# masks stay in this machine's 32 MiB L3 cache; 8-16x larger blocks were 1.4-3.5x slower end to end (the
-# passes over a block are memory-bound). A GPU wants fewer, larger launches: 2**26 (512 MiB).
+# masks stay in this machine's 32 MiB L3 cache; 8-16x larger blocks were 1.4-3.5x slower end to end
+# (the passes over a block are memory-bound). A GPU wants fewer, larger launches: 2**26 (512 MiB).
 _BLOCK_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}
 
 
@@ -64,16 +65,16 @@ RunBlocks = Callable[[int, int, Callable[[Blocks], R]], list[R]]
 
 @contextmanager
 def _block_workers(device: torch.device) -> Iterator[RunBlocks]:
-    """Yield ``run(n_rows, step, work)``: rows cut into blocks of ``step``, ``work`` called once per worker
-    with its share of the blocks; returns the workers' results.
+    """Yield ``run(n_rows, step, work)``: rows cut into blocks of ``step``, ``work`` called once per
+    worker with its share of the blocks; ``run`` returns the workers' results.
 
     On the CPU, blocks are dealt round-robin to torch.get_num_threads() Python threads, each running
-    torch single-threaded: intra-op parallelism is set to 1 inside the ``with`` and restored after (so
-    do not call this from several Python threads at once). Each block then stays in one core's cache
-    and no operation waits on a fork-join barrier: with torch's own threads, each of the ~7 small
-    operations per block synchronizes both cores, which on a busy 2-core machine made the same
-    10k x 10k run 5x slower than with one thread (17 s against 3.3 s). torch releases the GIL inside its operations. One
-    pool serves the whole call: fresh threads per pass left memory behind (per-thread allocator pools).
+    torch single-threaded: intra-op parallelism is set to 1 inside the ``with`` and restored after
+    (so do not call this from several Python threads at once). Each block then stays in one core's
+    cache and no operation waits on a fork-join barrier: with torch's own threads, each of the ~7
+    small operations per block synchronizes both cores, which on a busy 2-core machine made the same
+    10k x 10k run 5x slower than one thread (17 s against 3.3 s). torch releases the GIL inside its
+    operations. One pool serves the whole call: fresh threads per pass left memory behind.
     """
     workers = torch.get_num_threads() if device.type == "cpu" else 1
 
@@ -109,7 +110,7 @@ def _block_sq_distances(rows: Tensor, rows_sq: Tensor, cols: Tensor, cols_sq: Te
 
 
 def _midpoint_squared(lo: Tensor, hi: Tensor) -> Tensor:
-    """((lo + hi) / 2)^2 of adjacent float32 values, exactly: 25 significant bits, squared to 50, fit float64."""
+    """((lo + hi) / 2)^2 of adjacent float32 values, exact: 25 significant bits, squared 50, fit float64."""
     return ((lo.to(torch.float64) + hi.to(torch.float64)) / 2) ** 2
 
 
@@ -181,7 +182,7 @@ def _kth_neighbour_sq(x64: Tensor, sq: Tensor, k: int, chunk_size: int | None, r
 
 
 def knn_radii(features: Tensor, k: int, chunk_size: int | None = None) -> Tensor:
-    """Distance of each sample to its k-th nearest neighbour within ``features``, itself excluded (float32)."""
+    """Distance of each sample to its k-th nearest neighbour in ``features``, itself excluded (float32)."""
     x = as_features(features, "features")
     check_positive_int(k, "k")
     check_min_samples(x, k + 1, "features", f"a {k}-nearest-neighbour radius (k + 1 samples)")
