@@ -137,6 +137,22 @@ def test_kid_matches_torchmetrics_on_the_whole_set() -> None:
     assert std == pytest.approx(ref_std, abs=1e-12)
 
 
+def test_kid_matches_torchmetrics_over_random_subsets() -> None:
+    # Both draw each subset as randperm(n_real) then randperm(n_fake) from torch's global generator
+    # when none is given, so the same seed gives the same subsets: mean and std (ddof=0) must agree.
+    real, fake = _features(300, 16, seed=24), _features(250, 16, seed=25, shift=0.2)
+    metric = KernelInceptionDistance(feature=_Identity(16), subsets=10, subset_size=100)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    torch.manual_seed(123)
+    ref_mean, ref_std = (float(v) for v in metric.compute())
+    torch.manual_seed(123)
+    mean, std = kid(real, fake, subsets=10, subset_size=100)
+    assert ref_std > 0
+    assert mean == pytest.approx(ref_mean, rel=1e-9)
+    assert std == pytest.approx(ref_std, rel=1e-6)
+
+
 @pytest.mark.parametrize(("degree", "gamma", "coef0"), [(3, None, 1.0), (2, 0.5, 0.3)])
 def test_kid_matches_numpy_definition(degree: int, gamma: float | None, coef0: float) -> None:
     real, fake = _features(200, 10, seed=15), _features(200, 10, seed=16, scale=1.4)
