@@ -1,21 +1,26 @@
 """What our DDIM loop costs on top of the network: ours vs a bare loop of forward passes vs diffusers.
 
-    .venv/bin/python benchmarks/bench_sampler_overhead.py [--batch 500] [--nfe 50] [--repeats 5] [--threads 1]
+    .venv/bin/python benchmarks/bench_sampler_overhead.py [--batch 500] [--nfe 20] [--repeats 9] [--threads 1]
 
-Three loops drive the same network (the digits preset's UNet, in eval mode, under no_grad) from the
-same x_T for the same number of network calls:
+Three loops drive the same network (the digits preset's UNet, eval mode, no_grad) from the same x_T
+for the same number of network calls:
 
 - bare: ``net(x, t)`` NFE times, timestep tensors made beforehand: the floor any sampler pays;
 - ours: ``samplers.ddim_sample`` (eta = 0, uniform skip, x0 clipped), as the harness runs it;
-- diffusers: ``DDIMScheduler`` (linear betas 1e-4..0.02, T = 1000, "leading" spacing, which is the
-  same uniform subsequence) with ``scheduler.step`` after each call.
+- diffusers: ``DDIMScheduler`` (linear betas 1e-4..0.02, T = 1000, "leading" spacing: the same
+  timesteps, asserted) with ``scheduler.step`` after each call.
 
-The three are interleaved within each repeat (in a rotating order), so a drift of the machine hits all
-of them; the median of the repeats is reported, for wall time and for the process's CPU time. On a
-shared machine wall time measures the neighbours as much as the loop (runs of one loop varied 3x on
-the 2-core development machine under load); the CPU time of a single-threaded run (``--threads 1``)
-does not, and is the figure to judge the 5% target by there. The weights are random: speed does not depend on them. Results go
-to ``benchmarks/results/sampler_overhead.json``; our target is at most 5% over the bare loop.
+Two measurements, both printed and written to ``benchmarks/results/sampler_overhead.json``:
+
+1. end to end: the three loops interleaved in a rotating order within each repeat; wall and process
+   CPU time, median and minimum over repeats. On a shared machine these move by +-20% from one run of
+   the same loop to the next, more than the 5% being judged;
+2. decomposed, which a busy machine disturbs far less: the same loops with the network replaced by one
+   that returns a ready tensor (what remains is each sampler's own per-step work), against the
+   network's own time per call (minimum over calls). overhead = loop-only time per step / network
+   time per call. This is the figure the 5% target is judged by.
+
+The weights are random: speed does not depend on them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from trilemma_bench import samplers
 from trilemma_bench.bench.timing import device_name
@@ -36,29 +43,15 @@ from trilemma_bench.presets import PRESETS
 from trilemma_bench.train import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampler_overhead.json"
+Net = Callable[[Tensor, Tensor], Tensor]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--nfe", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def make_loops(net: Net, alpha_bar: Tensor, x_T: Tensor, nfe: int) -> dict[str, Callable[[], object]]:
     from diffusers import DDIMScheduler
 
-    preset = PRESETS["digits"]
-    model = build_model("ddpm", preset)
-    net = model.denoiser()
-    x_T = torch.randn(args.batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    seq = samplers.ddim_timesteps(len(model.alpha_bar), args.nfe)
-    t_batches = [torch.full((args.batch,), t, dtype=torch.long) for t in reversed(seq)]
+    batch = x_T.shape[0]
+    seq = samplers.ddim_timesteps(len(alpha_bar), nfe)
+    t_batches = [torch.full((batch,), t, dtype=torch.long) for t in reversed(seq)]
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=1e-4,
@@ -68,47 +61,84 @@ def main() -> None:
         set_alpha_to_one=True,
         timestep_spacing="leading",
     )
-    scheduler.set_timesteps(args.nfe)
+    scheduler.set_timesteps(nfe)
     assert [int(t) for t in scheduler.timesteps] == list(reversed(seq)), "diffusers walks other timesteps"
 
     def bare() -> None:
         for t in t_batches:
             net(x_T, t)
 
-    def ours() -> None:
-        samplers.ddim_sample(net, model.alpha_bar, x_T, nfe=args.nfe, eta=0.0, skip="uniform", clip_x0=True)
+    def ours() -> Tensor:
+        return samplers.ddim_sample(net, alpha_bar, x_T, nfe=nfe, eta=0.0, skip="uniform", clip_x0=True)
 
-    def diffusers_loop() -> None:
+    def diffusers_loop() -> Tensor:
         x = x_T
         for t in scheduler.timesteps:
-            eps = net(x, torch.full((args.batch,), int(t), dtype=torch.long))
+            eps = net(x, torch.full((batch,), int(t), dtype=torch.long))
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        return x
 
-    loops = {"bare": bare, "ours": ours, "diffusers": diffusers_loop}
+    return {"bare": bare, "ours": ours, "diffusers": diffusers_loop}
+
+
+def interleaved(loops: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU seconds of each loop per repeat, after one warm-up each; order rotates per repeat."""
     names = list(loops)
-    wall: dict[str, list[float]] = {name: [] for name in loops}
-    cpu: dict[str, list[float]] = {name: [] for name in loops}
-    with torch.no_grad():
-        for fn in loops.values():  # warm-up
-            fn()
-        for r in range(args.repeats):
-            for name in names[r % 3 :] + names[: r % 3]:  # rotate the order: no loop always runs first
-                c0, t0 = time.process_time(), time.perf_counter()
-                loops[name]()
-                wall[name].append(time.perf_counter() - t0)
-                cpu[name].append(time.process_time() - c0)
+    out = {kind: {name: [] for name in names} for kind in ("wall", "cpu")}
+    for fn in loops.values():
+        fn()
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            loops[name]()
+            out["wall"][name].append(time.perf_counter() - t0)
+            out["cpu"][name].append(time.process_time() - c0)
+    return out
 
-    med = {
-        "cpu": {k: statistics.median(v) for k, v in cpu.items()},
-        "wall": {k: statistics.median(v) for k, v in wall.items()},
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--nfe", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = build_model("ddpm", PRESETS["digits"])
+    net = model.denoiser()
+    x_T = torch.randn(args.batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn_like(x_T)
+
+    with torch.no_grad():
+        full = interleaved(make_loops(net, model.alpha_bar, x_T, args.nfe), args.repeats)
+        # The loops alone: a network that costs nothing. Cheap, so many repeats and the minimum.
+        alone = interleaved(make_loops(lambda x, t: eps, model.alpha_bar, x_T, args.nfe), 50)
+        t_mid = torch.full((args.batch,), 500, dtype=torch.long)
+        per_call = []
+        for _ in range(max(10, args.nfe)):
+            c0 = time.process_time()
+            net(x_T, t_mid)
+            per_call.append(time.process_time() - c0)
+
+    net_ms = 1000 * min(per_call)
+    loop_ms = {name: 1000 * min(v) / args.nfe for name, v in alone["cpu"].items()}
+    overhead = {name: (loop_ms[name] - loop_ms["bare"]) / net_ms for name in ("ours", "diffusers")}
+    stats = {
+        kind: {name: {"median": statistics.median(v), "min": min(v)} for name, v in by.items()}
+        for kind, by in full.items()
     }
     ratios = {
-        kind: {
-            "ours_over_bare": m["ours"] / m["bare"],
-            "diffusers_over_bare": m["diffusers"] / m["bare"],
-            "ours_over_diffusers": m["ours"] / m["diffusers"],
+        f"{kind}_{how}": {
+            "ours_over_bare": s["ours"][how] / s["bare"][how],
+            "diffusers_over_bare": s["diffusers"][how] / s["bare"][how],
         }
-        for kind, m in med.items()
+        for kind, s in stats.items()
+        for how in ("median", "min")
     }
     result = {
         "machine": device_name(torch.device("cpu")),
@@ -120,29 +150,39 @@ def main() -> None:
         "batch": args.batch,
         "nfe": args.nfe,
         "repeats": args.repeats,
-        "cpu_seconds_median": med["cpu"],
-        "wall_seconds_median": med["wall"],
-        "ms_per_nfe_cpu": {k: 1000 * v / args.nfe for k, v in med["cpu"].items()},
-        "ratios_cpu": ratios["cpu"],
-        "ratios_wall": ratios["wall"],
-        "cpu_seconds_all": cpu,
-        "wall_seconds_all": wall,
+        "decomposed": {
+            "network_cpu_ms_per_call_min": net_ms,
+            "loop_only_cpu_ms_per_step_min": loop_ms,
+            "overhead_over_bare": overhead,
+        },
+        "end_to_end_seconds": stats,
+        "end_to_end_ratios": ratios,
+        "end_to_end_all_seconds": full,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+
     print(
         f"{result['machine']}, torch {result['torch']}, {result['network']}, batch {args.batch}, NFE {args.nfe}, "
-        f"median of {args.repeats}, load average {result['load_average'][0]:.1f}"
+        f"{args.repeats} repeats, load average {result['load_average'][0]:.1f}"
     )
-    for name in names:
+    print("end to end (interleaved; on a shared machine +-20% noise between runs of one loop):")
+    for name in full["cpu"]:
+        c, w = stats["cpu"][name], stats["wall"][name]
         print(
-            f"  {name:9s} CPU {med['cpu'][name]:8.3f} s   wall {med['wall'][name]:8.3f} s   "
-            f"{result['ms_per_nfe_cpu'][name]:8.2f} CPU ms per NFE"
+            f"  {name:9s} CPU median {c['median']:7.3f} s (min {c['min']:7.3f})   wall median {w['median']:7.3f} s "
+            f"(min {w['min']:7.3f})"
         )
-    for kind, r in ratios.items():
+    for key, r in ratios.items():
         print(
-            f"  {kind:4s} time: ours / bare = {r['ours_over_bare']:.4f} (target <= 1.05), "
-            f"diffusers / bare = {r['diffusers_over_bare']:.4f}, ours / diffusers = {r['ours_over_diffusers']:.4f}"
+            f"  {key:11s} ours / bare = {r['ours_over_bare']:.3f}   diffusers / bare = {r['diffusers_over_bare']:.3f}"
+        )
+    print("decomposed (the figure to judge by):")
+    print(f"  network: {net_ms:.2f} CPU ms per call")
+    for name in ("ours", "diffusers"):
+        print(
+            f"  {name:9s} loop alone {loop_ms[name]:.3f} ms per step -> overhead over bare "
+            f"{100 * overhead[name]:+.2f}% (target for ours: <= 5%)"
         )
     print(f"-> {args.out}")
 
