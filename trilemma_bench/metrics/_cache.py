@@ -37,7 +37,9 @@ def load_payload(path: Path, what: str) -> dict[str, Any]:
     except Exception as err:  # truncated zip, wrong format, pickled objects: all mean "not ours"
         # torch's own message goes on to suggest weights_only=False: not advice to give about a cache file.
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise InvalidCacheError(f"cached {what} {path} is unreadable ({type(err).__name__}: {reason})") from err
+        raise InvalidCacheError(
+            f"cached {what} {path} is unreadable ({type(err).__name__}: {reason})"
+        ) from err
     if not isinstance(payload, dict):
         raise InvalidCacheError(f"cached {what} {path} holds a {type(payload).__name__}, not a dict")
     return payload

@@ -68,7 +68,7 @@ def default_extractor(dataset: str) -> str:
 def get_extractor(
     kind: str, dataset: str, *, device: str | torch.device = "cpu", retrain_if_invalid: bool = False
 ) -> FeatureExtractor:
-    """The extractor of ``kind`` for ``dataset``; ``"domain"`` trains (and caches) its classifier on first use."""
+    """The extractor of ``kind`` for ``dataset``; ``"domain"`` trains and caches its classifier on first use."""
     info = dataset_info(dataset)
     shape = tuple(info.shape)
     if kind == "raw":
@@ -76,7 +76,9 @@ def get_extractor(
     if kind not in KINDS:
         raise ValueError(f"unknown extractor kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not info.is_image:
-        raise ValueError(f"the {kind!r} extractor needs images, but {dataset!r} is not an image dataset; use 'raw'")
+        raise ValueError(
+            f"the {kind!r} extractor needs images, but {dataset!r} is not an image dataset; use 'raw'"
+        )
     if kind == "inception":
         from .inception import InceptionExtractor
 
@@ -99,8 +101,8 @@ def check_input(x: object, expected_shape: tuple[int, ...] | None, *, images: bo
     ``expected_shape`` is the per-sample shape (None: any image shape with 1 or 3 channels).
     Images must lie in [-1, 1] up to :data:`RANGE_TOLERANCE`; points have no range.
     """
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{who} expects a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(x, Tensor):  # ValueError like every other input check here, so one except catches all
+        raise ValueError(f"{who} expects a torch.Tensor, got {type(x).__name__}")  # noqa: TRY004
     if not x.is_floating_point():
         raise ValueError(
             f"{who} expects floating-point input in [-1, 1], got dtype {x.dtype}; "
@@ -109,7 +111,8 @@ def check_input(x: object, expected_shape: tuple[int, ...] | None, *, images: bo
     if expected_shape is not None:
         if tuple(x.shape[1:]) != tuple(expected_shape) or x.dim() != len(expected_shape) + 1:
             raise ValueError(
-                f"{who} expects a batch of shape (N, {', '.join(map(str, expected_shape))}), got {tuple(x.shape)}"
+                f"{who} expects a batch of shape (N, {', '.join(map(str, expected_shape))}), "
+                f"got {tuple(x.shape)}"
             )
     elif images and (x.dim() != 4 or x.shape[1] not in (1, 3)):
         raise ValueError(f"{who} expects images (N, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
@@ -118,7 +121,9 @@ def check_input(x: object, expected_shape: tuple[int, ...] | None, *, images: bo
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         n_bad = int((~finite).sum())
-        raise ValueError(f"{who} got {n_bad} NaN/Inf values (first sample with one: {int((~finite).nonzero()[0, 0])})")
+        raise ValueError(
+            f"{who} got {n_bad} NaN/Inf values (first sample with one: {int((~finite).nonzero()[0, 0])})"
+        )
     if images:
         lo, hi = float(x.min()), float(x.max())
         if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
@@ -153,21 +158,26 @@ class BatchedExtractor:
         raise NotImplementedError
 
     def __call__(self, x: Tensor, *, batch_size: int | None = None) -> Tensor:
-        return self.map_batches(x, lambda batch: self._features(batch).to(torch.float32), batch_size=batch_size)
+        return self.map_batches(
+            x, lambda batch: self._features(batch).to(torch.float32), batch_size=batch_size
+        )
 
-    def map_batches(self, x: Tensor, fn: Callable[[Tensor], Tensor], *, batch_size: int | None = None) -> Tensor:
+    def map_batches(
+        self, x: Tensor, fn: Callable[[Tensor], Tensor], *, batch_size: int | None = None
+    ) -> Tensor:
         """Validate ``x``, then apply ``fn`` batch by batch on the extractor's device under no_grad."""
         x = check_input(x, self.expected_shape, images=self.images, who=f"the {self.name!r} extractor")
-        if self.images:
-            x = x.clamp(-1.0, 1.0)  # within tolerance by now; keep the network's input range exact
-        bs = int(batch_size or self.default_batch_size)
+        bs = self.default_batch_size if batch_size is None else int(batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = []
         start = last_log = time.perf_counter()
         with torch.no_grad():
             for i in range(0, x.shape[0], bs):
-                out.append(fn(x[i : i + bs].to(self.device)))
+                batch = x[i : i + bs].to(self.device)
+                if self.images:  # within tolerance by now; keep the network's input range exact
+                    batch = batch.clamp(-1.0, 1.0)
+                out.append(fn(batch))
                 now = time.perf_counter()
                 if now - last_log > _PROGRESS_EVERY_S:
                     done = min(i + bs, x.shape[0])

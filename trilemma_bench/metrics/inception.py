@@ -93,10 +93,11 @@ def to_uint8_levels(x: Tensor) -> Tensor:
 
 
 def inception_input(x: Tensor, *, quantize: bool = True) -> Tensor:
-    """[-1, 1] images (N, 1|3, H, W) -> the TorchScript network's input (N, 3, 299, 299) in [-1, 0.9921875]."""
+    """[-1, 1] images (N, 1|3, H, W) -> the network's input (N, 3, 299, 299) in [-1, 0.9921875]."""
     u = to_uint8_levels(x) if quantize else ((x + 1) * 127.5).clamp(0, 255)
     if u.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        u = tf1_resize_bilinear(u, INPUT_SIZE)  # before channel replication: a third of the work for grayscale
+        # Before channel replication: a third of the work for grayscale.
+        u = tf1_resize_bilinear(u, INPUT_SIZE)
     if u.shape[1] == 1:
         u = u.expand(-1, 3, -1, -1)
     return (u - 128) / 128
@@ -131,7 +132,7 @@ def weights_sha1(path: Path) -> str:
 def torch_fidelity_available() -> bool:
     try:
         import torch_fidelity  # noqa: F401
-    except Exception:  # ImportError, or torchvision missing/broken underneath it
+    except Exception:  # noqa: BLE001 - ImportError, or a broken torchvision underneath raising anything
         return False
     return True
 
@@ -154,7 +155,9 @@ class InceptionExtractor(BatchedExtractor):
         if backend not in BACKENDS:
             raise ValueError(f"unknown Inception backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         if expected_shape is not None and (len(expected_shape) != 3 or expected_shape[0] not in (1, 3)):
-            raise ValueError(f"Inception takes (C, H, W) images with C = 1 or 3, not samples of shape {expected_shape}")
+            raise ValueError(
+                f"Inception takes (C, H, W) images with C = 1 or 3, not samples of shape {expected_shape}"
+            )
         self.name = "inception-pool3"
         self.dim = FEATURE_DIM
         self.accuracy = None
@@ -170,7 +173,9 @@ class InceptionExtractor(BatchedExtractor):
             self._check_known_file()
         else:
             if not quantize:
-                raise ValueError("backend='torch-fidelity' only takes uint8 images: quantize=False is not possible")
+                raise ValueError(
+                    "backend='torch-fidelity' only takes uint8 images: quantize=False is not possible"
+                )
             if not torch_fidelity_available():
                 raise FileNotFoundError(_MISSING_HELP + " (torch_fidelity does not import here)")
         self.backend = backend
