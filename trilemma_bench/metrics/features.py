@@ -179,8 +179,8 @@ class BatchedExtractor:
                     batch = batch.clamp(-1.0, 1.0)
                 out.append(fn(batch))
                 now = time.perf_counter()
-                if now - last_log > _PROGRESS_EVERY_S:
-                    done = min(i + bs, x.shape[0])
+                done = min(i + bs, x.shape[0])
+                if now - last_log > _PROGRESS_EVERY_S and done < x.shape[0]:
                     eta = (now - start) / done * (x.shape[0] - done)
                     log.info("%s: %d/%d, about %.0f s left", self.name, done, x.shape[0], eta)
                     last_log = now
