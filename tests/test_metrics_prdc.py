@@ -62,10 +62,13 @@ def test_knn_radii_match_reference() -> None:
     np.testing.assert_array_equal(knn_radii(torch.from_numpy(real), 4, chunk_size=37).numpy(), expected)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 100, 250, 1000])
-def test_chunked_equals_one_block(chunk_size: int) -> None:
-    # 500 real, 400 fake: 100 divides both, 7 and 250 leave ragged last blocks, 1000 is a single block.
-    real, fake = (torch.from_numpy(a) for a in _gaussians(500, 400, 16, seed=11))
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "chunk_size"), [(60, 45, 1), (500, 400, 7), (500, 400, 100), (500, 400, 250)]
+)
+def test_chunked_equals_one_tile(n_real: int, n_fake: int, chunk_size: int) -> None:
+    # Tiles of chunk_size x chunk_size: 100 divides both sizes, 7 and 250 leave ragged edge tiles,
+    # 1 is the extreme; a chunk of 10_000 puts each distance matrix in a single tile.
+    real, fake = (torch.from_numpy(a) for a in _gaussians(n_real, n_fake, 16, seed=11))
     assert prdc(real, fake, k=4, chunk_size=chunk_size) == prdc(real, fake, k=4, chunk_size=10_000)
 
 

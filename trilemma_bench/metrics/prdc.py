@@ -1,8 +1,9 @@
 """Precision and recall (Kynkaanniemi et al. 2019), density and coverage (Naeem et al. 2020).
 
 All four come from k-nearest-neighbour balls around samples. The reference package ``prdc`` builds
-the full N x N distance matrices (20k samples: 5 GB); here distances are produced one block of rows at
-a time, so memory grows as block_rows x N, and everything runs on the device of the inputs.
+the full N x N distance matrices (20k samples: 5 GB); here distances are produced one tile at a time,
+so memory beyond the features is a few tiles per worker whatever N, and everything runs on the device
+of the inputs.
 
 Conventions, pinned to ``prdc`` 0.2 (``prdc/prdc.py``), so numbers are comparable with the papers' code:
 
@@ -14,8 +15,8 @@ Conventions, pinned to ``prdc`` 0.2 (``prdc/prdc.py``), so numbers are comparabl
 * distances are Euclidean, float32, computed the way scikit-learn's ``pairwise_distances`` does for
   float32 input, which prdc calls: the squared distance ``|x|^2 + |y|^2 - 2 x.y`` in float64, rounded
   to float32, then numpy's (correctly rounded) float32 square root. Matching that arithmetic, and not
-  only the maths, keeps the strict comparisons identical to prdc's even on ties (integer-valued
-  features give exact ties).
+  only the maths, keeps the strict comparisons identical to prdc's, ties included (integer-valued
+  features give exact ties); the tests check equality with prdc, not closeness.
 
 Why float64 GEMM and not ``torch.cdist``: cdist's default ``use_mm_for_euclid_dist_if_necessary``
 uses the same norm expansion, but in float32, for more than 25 rows; the cancellation costs about
@@ -29,8 +30,9 @@ H100/H200 have full-rate float64.)
 
 Speed: nothing is square-rooted per pair. Rounding to float32 and the float32 square root are both
 monotone, so "sqrt32(f32(d2)) < r" is the same as "d2 <= T(r)" for one float64 threshold per ball,
-found once per radius (:func:`_inside_threshold`); each block is then one GEMM, one add and
-comparisons, sized to stay in cache.
+found once per radius (:func:`_inside_threshold`); each tile is then one GEMM (norms folded into the
+operands, :func:`_gemm_operands`) and comparisons, sized to stay in cache, on per-core worker threads
+(:func:`_workers`).
 """
 
 from __future__ import annotations
@@ -45,52 +47,48 @@ from torch import Tensor
 
 from .checks import as_features, check_min_samples, check_pair, check_positive_int
 
-# Distances per block (rows x columns). On the CPU, 2**20 float64 values (8 MiB) plus their boolean
-# masks stay in this machine's 32 MiB L3 cache; 8-16x larger blocks were 1.4-3.5x slower end to end
-# (the passes over a block are memory-bound). A GPU wants fewer, larger launches: 2**26 (512 MiB).
-_BLOCK_ELEMENTS = {"cpu": 2**20, "cuda": 2**26}
+# Tile of the distance matrix computed at once (rows, columns). On the CPU: MKL's float64 GEMM runs
+# at ~47 GFLOP/s on 512 x 2048 tiles but ~24 on 50 x 20000 strips (it repacks the wide operand each
+# call), and 8 MiB of float64 plus masks stay in the 32 MiB L3. A GPU wants fewer, larger launches.
+_TILE = {"cpu": (512, 2048), "cuda": (4096, 16384)}
 
-
-def _rows_per_block(n_rows: int, n_columns: int, chunk_size: int | None, device: torch.device) -> int:
-    budget = _BLOCK_ELEMENTS.get(device.type, _BLOCK_ELEMENTS["cpu"])
-    return min(n_rows, chunk_size or max(1, budget // n_columns))
-
-
-Blocks = list[tuple[int, int]]
+Tile = tuple[int, int, int, int]  # row start, row stop, column start, column stop
 R = TypeVar("R")
+RunRowTiles = Callable[[Callable[[list[int]], R], int], list[R]]
 
 
-RunBlocks = Callable[[int, int, Callable[[Blocks], R]], list[R]]
+def _tile_shape(n_rows: int, n_cols: int, chunk_size: int | None, device: torch.device) -> tuple[int, int]:
+    rows, cols = (chunk_size, chunk_size) if chunk_size else _TILE.get(device.type, _TILE["cpu"])
+    return min(rows, n_rows), min(cols, n_cols)
+
+
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
 @contextmanager
-def _block_workers(device: torch.device) -> Iterator[RunBlocks]:
-    """Yield ``run(n_rows, step, work)``: rows cut into blocks of ``step``, ``work`` called once per
-    worker with its share of the blocks; ``run`` returns the workers' results.
+def _workers(device: torch.device) -> Iterator[RunRowTiles]:
+    """Yield ``run(work, n_tiles)``: calls ``work(tile_indices)`` once per worker, each with its share
+    of the row tiles (dealt round-robin); ``run`` returns the workers' results.
 
-    On the CPU, blocks are dealt round-robin to torch.get_num_threads() Python threads, each running
-    torch single-threaded: intra-op parallelism is set to 1 inside the ``with`` and restored after
-    (so do not call this from several Python threads at once). Each block then stays in one core's
-    cache and no operation waits on a fork-join barrier: with torch's own threads, each of the ~7
-    small operations per block synchronizes both cores, which on a busy 2-core machine made the same
-    10k x 10k run 5x slower than one thread (17 s against 3.3 s). torch releases the GIL inside its
-    operations. One pool serves the whole call: fresh threads per pass left memory behind.
+    On the CPU there are torch.get_num_threads() workers, Python threads each running torch
+    single-threaded: intra-op parallelism is set to 1 inside the ``with`` and restored after (so do
+    not call this from several Python threads at once). A tile then stays in one core's cache and no
+    operation waits on a fork-join barrier: with torch's own threads, each of the ~7 small operations
+    per tile synchronizes both cores, which on a busy 2-core machine made a 10k x 10k run 5x slower
+    than one thread (17 s against 3.3 s). torch releases the GIL inside its operations. One pool
+    serves the whole call: fresh threads per pass left memory behind.
     """
     workers = torch.get_num_threads() if device.type == "cpu" else 1
-
-    def serial(n_rows: int, step: int, work: Callable[[Blocks], R]) -> list[R]:
-        return [work([(start, min(start + step, n_rows)) for start in range(0, n_rows, step)])]
-
     if workers == 1:
-        yield serial
+        yield lambda work, n_tiles: [work(list(range(n_tiles)))]
         return
     torch.set_num_threads(1)  # threads created from now on start with one intra-op thread
     try:
         with ThreadPoolExecutor(workers) as pool:
 
-            def run(n_rows: int, step: int, work: Callable[[Blocks], R]) -> list[R]:
-                blocks = [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
-                shares = [blocks[w::workers] for w in range(min(workers, len(blocks)))]
+            def run(work: Callable[[list[int]], R], n_tiles: int) -> list[R]:
+                shares = [list(range(w, n_tiles, workers)) for w in range(min(workers, n_tiles))]
                 return list(pool.map(work, shares))
 
             yield run
@@ -98,15 +96,29 @@ def _block_workers(device: torch.device) -> Iterator[RunBlocks]:
         torch.set_num_threads(workers)
 
 
-def _with_sq_norms(x: Tensor) -> tuple[Tensor, Tensor]:
+def _scratch(flat: Tensor, rows: int, cols: int) -> Tensor:
+    """A contiguous rows x cols view at the start of a reused flat buffer (edge tiles are smaller)."""
+    return flat[: rows * cols].view(rows, cols)
+
+
+def _gemm_operands(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Float64 operands [x, |x|^2, 1] (left) and [-2x, 1, |x|^2] (right) of N x D features.
+
+    left_i . right_j = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, the squared distance: one GEMM per tile, with
+    no broadcast passes to add the norms (those cost 12% of the run). The float64 summation order
+    differs from scikit-learn's; that can only matter where a float64 result lies within float64
+    round-off of a float32 rounding boundary, and integer-valued features are exact either way.
+    """
     x64 = x.to(torch.float64)
-    return x64, (x64 * x64).sum(dim=1)
+    sq = (x64 * x64).sum(dim=1, keepdim=True)
+    ones = torch.ones_like(sq)
+    return torch.cat([x64, sq, ones], dim=1), torch.cat([-2 * x64, ones, sq], dim=1)
 
 
-def _block_sq_distances(rows: Tensor, rows_sq: Tensor, cols: Tensor, cols_sq: Tensor, out: Tensor) -> Tensor:
-    """Squared distances in float64 into ``out``, summed in scikit-learn's order: (-2 x.y + |x|^2) + |y|^2."""
-    torch.addmm(rows_sq.unsqueeze(1), rows, cols.T, alpha=-2.0, out=out)
-    return out.add_(cols_sq.unsqueeze(0))
+def _tile_sq_distances(left: Tensor, right: Tensor, tile: Tile, out: Tensor) -> Tensor:
+    """Squared distances (float64) of one tile, written into the start of the flat buffer ``out``."""
+    r0, r1, c0, c1 = tile
+    return torch.mm(left[r0:r1], right[c0:c1].T, out=_scratch(out, r1 - r0, c1 - c0))
 
 
 def _midpoint_squared(lo: Tensor, hi: Tensor) -> Tensor:
@@ -162,22 +174,30 @@ def _inside_threshold(radii: Tensor) -> Tensor:
     return torch.where(r > 0, threshold, torch.full_like(threshold, -float("inf")))
 
 
-def _kth_neighbour_sq(x64: Tensor, sq: Tensor, k: int, chunk_size: int | None, run: RunBlocks) -> Tensor:
-    """Squared (float64) distance of each row of ``x64`` to its k-th nearest other row, block by block."""
-    n = x64.shape[0]
-    kth = torch.empty(n, dtype=torch.float64, device=x64.device)
-    step = _rows_per_block(n, n, chunk_size, x64.device)
+def _kth_neighbour_sq(
+    left: Tensor, right: Tensor, k: int, chunk_size: int | None, run: RunRowTiles
+) -> Tensor:
+    """Squared (float64) distance of each sample to its k-th nearest other sample, tile by tile."""
+    n, device = left.shape[0], left.device
+    tile_rows, tile_cols = _tile_shape(n, n, chunk_size, device)
+    row_spans, col_spans = _spans(n, tile_rows), _spans(n, tile_cols)
+    kth = torch.empty(n, dtype=torch.float64, device=device)
 
-    def work(blocks: Blocks) -> None:
-        # One buffer per worker, reused: allocating a block per step made glibc's per-thread arenas
-        # grow to 5x the working set (its mmap threshold adapts upwards after the first free).
-        buffer = torch.empty(step, n, dtype=torch.float64, device=x64.device)
-        for start, stop in blocks:
-            d2 = _block_sq_distances(x64[start:stop], sq[start:stop], x64, sq, buffer[: stop - start])
-            # The (k+1)-th smallest of the row, as prdc: the self-distance (0) is one of the k+1.
-            kth[start:stop] = d2.topk(k + 1, dim=1, largest=False, sorted=True).values[:, k]
+    def work(row_tiles: list[int]) -> None:
+        # Buffers reused across tiles: a fresh 8 MiB tensor per tile made glibc's per-thread arenas
+        # grow to several times the working set.
+        buffer = torch.empty(tile_rows * tile_cols, dtype=torch.float64, device=device)
+        for r0, r1 in (row_spans[i] for i in row_tiles):
+            # The k+1 smallest of each row so far: prdc takes the (k+1)-th smallest of the full row,
+            # whose k+1 include the self-distance 0. Merging per-tile candidates keeps that multiset.
+            best = torch.full((r1 - r0, k + 1), torch.inf, dtype=torch.float64, device=device)
+            for c0, c1 in col_spans:
+                d2 = _tile_sq_distances(left, right, (r0, r1, c0, c1), buffer)
+                candidates = d2.topk(min(k + 1, c1 - c0), dim=1, largest=False, sorted=False).values
+                best = torch.cat([best, candidates], dim=1).topk(k + 1, dim=1, largest=False).values
+            kth[r0:r1] = best.amax(dim=1)
 
-    run(n, step, work)
+    run(work, len(row_spans))
     return kth
 
 
@@ -187,8 +207,8 @@ def knn_radii(features: Tensor, k: int, chunk_size: int | None = None) -> Tensor
     check_positive_int(k, "k")
     check_min_samples(x, k + 1, "features", f"a {k}-nearest-neighbour radius (k + 1 samples)")
     # Rounding and sqrt are monotone, so the k-th smallest d2 maps to the k-th smallest distance.
-    with _block_workers(x.device) as run:
-        return _as_sklearn_distance(_kth_neighbour_sq(*_with_sq_norms(x), k, chunk_size, run))
+    with _workers(x.device) as run:
+        return _as_sklearn_distance(_kth_neighbour_sq(*_gemm_operands(x), k, chunk_size, run))
 
 
 def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) -> dict[str, float]:
@@ -198,8 +218,8 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     recall: share of real samples inside at least one fake k-NN ball;
     density: mean over fake samples of (number of real balls containing it) / k;
     coverage: share of real samples whose ball contains at least one fake sample.
-    ``chunk_size`` is the number of rows per distance block (default: 2**20 distances a block on CPU,
-    2**26 on GPU).
+    ``chunk_size`` is the edge of the square tiles of distances computed at once (default: 512 x 2048
+    tiles on CPU, 4096 x 16384 on GPU).
     Same conventions as the reference ``prdc`` package (strict ``<``; see the module docstring).
     """
     real = as_features(real, "real")
@@ -212,40 +232,37 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     check_min_samples(real, k + 1, "real", need)
     check_min_samples(fake, k + 1, "fake", need)
 
-    with _block_workers(real.device) as run:
-        real64, real_sq = _with_sq_norms(real)
-        fake64, fake_sq = _with_sq_norms(fake)
-        real_radii = _as_sklearn_distance(_kth_neighbour_sq(real64, real_sq, k, chunk_size, run))
-        fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake64, fake_sq, k, chunk_size, run))
-        real_threshold = _inside_threshold(real_radii)
+    real_left, real_right = _gemm_operands(real)
+    fake_left, fake_right = _gemm_operands(fake)
+    with _workers(real.device) as run:
+        real_radii = _as_sklearn_distance(_kth_neighbour_sq(real_left, real_right, k, chunk_size, run))
+        fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake_left, fake_right, k, chunk_size, run))
+        real_threshold = _inside_threshold(real_radii).unsqueeze(1)
         fake_threshold = _inside_threshold(fake_radii).unsqueeze(0)
         n_real, n_fake = real.shape[0], fake.shape[0]
-        real_in_some_fake_ball = torch.empty(n_real, dtype=torch.bool, device=real.device)
-        real_ball_has_fake = torch.empty(n_real, dtype=torch.bool, device=real.device)
+        tile_rows, tile_cols = _tile_shape(n_real, n_fake, chunk_size, real.device)
+        row_spans, col_spans = _spans(n_real, tile_rows), _spans(n_fake, tile_cols)
+        real_ball_has_fake = torch.zeros(n_real, dtype=torch.bool, device=real.device)
+        real_in_some_fake_ball = torch.zeros(n_real, dtype=torch.bool, device=real.device)
 
-        # One pass over blocks of real rows against all fake columns serves all four metrics:
-        # row reductions complete within a block, column counts add up over blocks.
-        step = _rows_per_block(n_real, n_fake, chunk_size, real.device)
-
-        def work(blocks: Blocks) -> Tensor:
+        # One pass over real x fake tiles serves all four metrics: a worker owns whole row tiles, so
+        # row flags are its own to write; column counts are summed over workers at the end.
+        def work(row_tiles: list[int]) -> Tensor:
             real_balls_per_fake = torch.zeros(n_fake, dtype=torch.int64, device=real.device)
-            counts = torch.empty_like(real_balls_per_fake)
-            distances = torch.empty(step, n_fake, dtype=torch.float64, device=real.device)
-            inside = torch.empty(step, n_fake, dtype=torch.bool, device=real.device)
-            for start, stop in blocks:
-                d2 = _block_sq_distances(
-                    real64[start:stop], real_sq[start:stop], fake64, fake_sq, distances[: stop - start]
-                )
-                inside_real_ball = torch.le(
-                    d2, real_threshold[start:stop].unsqueeze(1), out=inside[: stop - start]
-                )
-                real_balls_per_fake += torch.sum(inside_real_ball, dim=0, out=counts)
-                real_ball_has_fake[start:stop] = inside_real_ball.any(dim=1)
-                inside_fake_ball = torch.le(d2, fake_threshold, out=inside[: stop - start])
-                real_in_some_fake_ball[start:stop] = inside_fake_ball.any(dim=1)
+            buffer = torch.empty(tile_rows * tile_cols, dtype=torch.float64, device=real.device)
+            mask = torch.empty(tile_rows * tile_cols, dtype=torch.bool, device=real.device)
+            counts = torch.empty(tile_cols, dtype=torch.int64, device=real.device)
+            for r0, r1 in (row_spans[i] for i in row_tiles):
+                for c0, c1 in col_spans:
+                    d2 = _tile_sq_distances(real_left, fake_right, (r0, r1, c0, c1), buffer)
+                    inside = torch.le(d2, real_threshold[r0:r1], out=_scratch(mask, r1 - r0, c1 - c0))
+                    real_balls_per_fake[c0:c1] += torch.sum(inside, dim=0, out=counts[: c1 - c0])
+                    real_ball_has_fake[r0:r1] |= inside.any(dim=1)
+                    inside = torch.le(d2, fake_threshold[:, c0:c1], out=_scratch(mask, r1 - r0, c1 - c0))
+                    real_in_some_fake_ball[r0:r1] |= inside.any(dim=1)
             return real_balls_per_fake
 
-        real_balls_per_fake = sum(run(n_real, step, work))
+        real_balls_per_fake = sum(run(work, len(row_spans)))
 
     return {
         "precision": float((real_balls_per_fake > 0).double().mean()),
