@@ -48,9 +48,11 @@ from torch import Tensor
 from .checks import as_features, check_min_samples, check_pair, check_positive_int
 
 # Tile of the distance matrix computed at once (rows, columns). On the CPU: MKL's float64 GEMM runs
-# at ~47 GFLOP/s on 512 x 2048 tiles but ~24 on 50 x 20000 strips (it repacks the wide operand each
-# call), and 8 MiB of float64 plus masks stay in the 32 MiB L3. A GPU wants fewer, larger launches.
-_TILE = {"cpu": (512, 2048), "cuda": (4096, 16384)}
+# at ~47 GFLOP/s on tiles like these but ~24 on 50 x 20000 strips (it repacks the wide operand each
+# call), and a 4 MiB float64 tile per worker plus masks stays in the 32 MiB L3. 256 x 2048 was the
+# fastest of seven shapes from 128 x 8192 to 1024 x 2048 (within 15% of each other) on a 10k x 10k
+# run. A GPU wants fewer, larger launches.
+_TILE = {"cpu": (256, 2048), "cuda": (4096, 16384)}
 
 Tile = tuple[int, int, int, int]  # row start, row stop, column start, column stop
 R = TypeVar("R")
@@ -218,7 +220,7 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     recall: share of real samples inside at least one fake k-NN ball;
     density: mean over fake samples of (number of real balls containing it) / k;
     coverage: share of real samples whose ball contains at least one fake sample.
-    ``chunk_size`` is the edge of the square tiles of distances computed at once (default: 512 x 2048
+    ``chunk_size`` is the edge of the square tiles of distances computed at once (default: 256 x 2048
     tiles on CPU, 4096 x 16384 on GPU).
     Same conventions as the reference ``prdc`` package (strict ``<``; see the module docstring).
     """
