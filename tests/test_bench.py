@@ -92,11 +92,14 @@ def test_time_batches_times_each_batch_after_warmup_and_takes_the_median() -> No
         calls.append("warm-up")
         clock.now += 5.0  # a slow first call must not reach the measurements
 
-    outputs, timing = time_batches(sample, 3, 4, device="cpu", warmup=warmup, warmup_runs=2, clock=clock)
+    outputs, timing = time_batches(
+        sample, 3, 4, device="cpu", warmup=warmup, warmup_runs=2, clock=clock, cpu_clock=clock
+    )
     assert calls == ["warm-up", "warm-up", 0, 1, 2]
     assert timing.times_ms == pytest.approx([10.0, 30.0, 20.0])
     assert timing.ms_per_batch == pytest.approx(20.0)  # median, not mean (20) nor first
     assert timing.ms_per_image == pytest.approx(5.0)
+    assert timing.cpu_ms_per_image == pytest.approx(5.0)  # same fake clock for CPU time
     assert timing.images_per_s == pytest.approx(200.0)
     assert [int(o[0]) for o in outputs] == [0, 1, 2]
     assert timing.threads == torch.get_num_threads() and timing.peak_mem_mb > 0

@@ -474,6 +474,7 @@ def _row(
         "ms_per_image": timing.ms_per_image,
         "ms_per_nfe": timing.ms_per_batch / nfe,
         "images_per_s": timing.images_per_s,
+        "cpu_ms_per_image": timing.cpu_ms_per_image,
         "timing_repeats": len(timing.times_ms),
         "ms_per_batch_min": min(timing.times_ms),
         "ms_per_batch_max": max(timing.times_ms),

@@ -49,6 +49,7 @@ COLUMNS: tuple[str, ...] = (
     "ms_per_image",
     "ms_per_nfe",
     "images_per_s",
+    "cpu_ms_per_image",
     "timing_repeats",
     "ms_per_batch_min",
     "ms_per_batch_max",

@@ -4,7 +4,9 @@
     -> for each batch of the fixed size: start clock, sample, synchronize, stop clock
     -> median over batches
 
-GPU: CUDA events around the sampler call only; CPU: ``time.perf_counter``. Whatever happens to the
+GPU: CUDA events around the sampler call only; CPU: ``time.perf_counter``. The process's CPU time per
+batch (``time.process_time``, all threads) is recorded beside it: on a shared machine the wall clock
+also measures the neighbours, a single-threaded run's CPU time much less. Whatever happens to the
 samples afterwards (feature extraction, metrics, writing files) is outside the timed region. Every
 batch of the sample set is one repeat (no sample is drawn only to be timed), and batch 0 is timed
 again until there are ``min_repeats`` timings: the median then never rests on a single run.
@@ -113,7 +115,13 @@ class Timing:
     threads: int
     peak_mem_mb: float
     peak_mem_kind: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_times_ms: list[float] = field(default_factory=list)  # process CPU time per batch, all threads
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        """Median process CPU time per image. On a shared CPU, wall time also measures the neighbours;
+        the CPU time of a single-threaded run much less so (with n threads it is up to n x wall)."""
+        return statistics.median(self.cpu_times_ms) / self.batch_size if self.cpu_times_ms else math.nan
 
     @property
     def ms_per_batch(self) -> float:
@@ -178,6 +186,7 @@ def time_batches(
     warmup_runs: int = 1,
     min_repeats: int = 3,
     clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.process_time,
 ) -> tuple[list[Tensor], Timing]:
     """Time ``sample_batch(i)`` for each of the ``n_batches`` full batches of ``batch_size``.
 
@@ -195,7 +204,9 @@ def time_batches(
 
     outputs: list[Tensor] = []
     times_ms: list[float] = []
+    cpu_times_ms: list[float] = []
     for i in range(max(n_batches, min_repeats)):
+        c0 = cpu_clock()
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -207,6 +218,7 @@ def time_batches(
             t0 = clock()
             out = sample_batch(i % n_batches)
             times_ms.append((clock() - t0) * 1000.0)
+        cpu_times_ms.append((cpu_clock() - c0) * 1000.0)
         if i < n_batches:  # the extra repeats of batch 0 are timed only
             outputs.append(out)
 
@@ -218,4 +230,5 @@ def time_batches(
         threads=torch.get_num_threads(),
         peak_mem_mb=_peak_memory_mb(device, mem_kind),
         peak_mem_kind=mem_kind,
+        cpu_times_ms=cpu_times_ms,
     )

@@ -9,9 +9,21 @@ import pandas as pd
 # A setting is what makes numbers comparable on one plot: same data, network size and hardware.
 SETTING = ["dataset", "preset", "device", "dtype", "compiled"]
 CELL = [*SETTING, "method", "sampler", "nfe"]
-METRICS = ["ms_per_image", "fid", "kid", "precision", "recall", "density", "coverage", "modes", "mode_kl"]
+METRICS = [
+    "ms_per_image",
+    "cpu_ms_per_image",
+    "fid",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "modes",
+    "mode_kl",
+]
 SHOWN = {  # column title and format of the Markdown / HTML tables
     "ms_per_image": ("ms/image", "{:.3g}"),
+    "cpu_ms_per_image": ("CPU ms/image", "{:.3g}"),
     "fid": ("FID", "{:.3g}"),
     "precision": ("precision", "{:.3f}"),
     "recall": ("recall", "{:.3f}"),
