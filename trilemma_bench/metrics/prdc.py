@@ -31,7 +31,7 @@ H100/H200 have full-rate float64.)
 Speed: nothing is square-rooted per pair. Rounding to float32 and the float32 square root are both
 monotone, so "sqrt32(f32(d2)) < r" is the same as "d2 <= T(r)" for one float64 threshold per ball,
 found once per radius (:func:`_inside_threshold`); each tile is then one GEMM (norms folded into the
-operands, :func:`_gemm_operands`) and comparisons, sized to stay in cache, on per-core worker threads
+operands, :func:`_row_operand`) and comparisons, sized to stay in cache, on per-core worker threads
 (:func:`_workers`).
 """
 
@@ -54,7 +54,6 @@ from .checks import as_features, check_min_samples, check_pair, check_positive_i
 # run. A GPU wants fewer, larger launches.
 _TILE = {"cpu": (256, 2048), "cuda": (4096, 16384)}
 
-Tile = tuple[int, int, int, int]  # row start, row stop, column start, column stop
 R = TypeVar("R")
 RunRowTiles = Callable[[Callable[[list[int]], R], int], list[R]]
 
@@ -103,24 +102,28 @@ def _scratch(flat: Tensor, rows: int, cols: int) -> Tensor:
     return flat[: rows * cols].view(rows, cols)
 
 
-def _gemm_operands(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Float64 operands [x, |x|^2, 1] (left) and [-2x, 1, |x|^2] (right) of N x D features.
-
-    left_i . right_j = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, the squared distance: one GEMM per tile, with
-    no broadcast passes to add the norms (those cost 12% of the run). The float64 summation order
-    differs from scikit-learn's; that can only matter where a float64 result lies within float64
-    round-off of a float32 rounding boundary, and integer-valued features are exact either way.
-    """
+def _gemm_operand(x: Tensor) -> Tensor:
+    """[x, |x|^2, 1] in float64 for N x D features: the column operand of the distance GEMM."""
     x64 = x.to(torch.float64)
     sq = (x64 * x64).sum(dim=1, keepdim=True)
-    ones = torch.ones_like(sq)
-    return torch.cat([x64, sq, ones], dim=1), torch.cat([-2 * x64, ones, sq], dim=1)
+    return torch.cat([x64, sq, torch.ones_like(sq)], dim=1)
 
 
-def _tile_sq_distances(left: Tensor, right: Tensor, tile: Tile, out: Tensor) -> Tensor:
-    """Squared distances (float64) of one tile, written into the start of the flat buffer ``out``."""
-    r0, r1, c0, c1 = tile
-    return torch.mm(left[r0:r1], right[c0:c1].T, out=_scratch(out, r1 - r0, c1 - c0))
+def _row_operand(columns: Tensor) -> Tensor:
+    """[-2x, 1, |x|^2] from rows of :func:`_gemm_operand`; row_i . column_j = |x_i - x_j|^2.
+
+    One GEMM per tile then yields squared distances with no broadcast passes to add the norms (those
+    cost 12% of the run). Only the column operand is kept for the whole set (halving the float64 copy,
+    which dominates memory at D = 2048); row operands are built per row tile. The float64 summation
+    order differs from scikit-learn's; that matters only where a float64 result lies within float64
+    round-off of a float32 rounding boundary, and integer-valued features are exact either way.
+    """
+    return torch.cat([-2 * columns[:, :-2], columns[:, -1:], columns[:, -2:-1]], dim=1)
+
+
+def _tile_sq_distances(rows: Tensor, columns: Tensor, c0: int, c1: int, out: Tensor) -> Tensor:
+    """Squared distances (float64) of a row tile to columns c0:c1, written into the flat ``out``."""
+    return torch.mm(rows, columns[c0:c1].T, out=_scratch(out, rows.shape[0], c1 - c0))
 
 
 def _midpoint_squared(lo: Tensor, hi: Tensor) -> Tensor:
@@ -176,11 +179,9 @@ def _inside_threshold(radii: Tensor) -> Tensor:
     return torch.where(r > 0, threshold, torch.full_like(threshold, -float("inf")))
 
 
-def _kth_neighbour_sq(
-    left: Tensor, right: Tensor, k: int, chunk_size: int | None, run: RunRowTiles
-) -> Tensor:
+def _kth_neighbour_sq(columns: Tensor, k: int, chunk_size: int | None, run: RunRowTiles) -> Tensor:
     """Squared (float64) distance of each sample to its k-th nearest other sample, tile by tile."""
-    n, device = left.shape[0], left.device
+    n, device = columns.shape[0], columns.device
     tile_rows, tile_cols = _tile_shape(n, n, chunk_size, device)
     row_spans, col_spans = _spans(n, tile_rows), _spans(n, tile_cols)
     kth = torch.empty(n, dtype=torch.float64, device=device)
@@ -190,11 +191,12 @@ def _kth_neighbour_sq(
         # grow to several times the working set.
         buffer = torch.empty(tile_rows * tile_cols, dtype=torch.float64, device=device)
         for r0, r1 in (row_spans[i] for i in row_tiles):
+            rows = _row_operand(columns[r0:r1])
             # The k+1 smallest of each row so far: prdc takes the (k+1)-th smallest of the full row,
             # whose k+1 include the self-distance 0. Merging per-tile candidates keeps that multiset.
             best = torch.full((r1 - r0, k + 1), torch.inf, dtype=torch.float64, device=device)
             for c0, c1 in col_spans:
-                d2 = _tile_sq_distances(left, right, (r0, r1, c0, c1), buffer)
+                d2 = _tile_sq_distances(rows, columns, c0, c1, buffer)
                 candidates = d2.topk(min(k + 1, c1 - c0), dim=1, largest=False, sorted=False).values
                 best = torch.cat([best, candidates], dim=1).topk(k + 1, dim=1, largest=False).values
             kth[r0:r1] = best.amax(dim=1)
@@ -210,7 +212,7 @@ def knn_radii(features: Tensor, k: int, chunk_size: int | None = None) -> Tensor
     check_min_samples(x, k + 1, "features", f"a {k}-nearest-neighbour radius (k + 1 samples)")
     # Rounding and sqrt are monotone, so the k-th smallest d2 maps to the k-th smallest distance.
     with _workers(x.device) as run:
-        return _as_sklearn_distance(_kth_neighbour_sq(*_gemm_operands(x), k, chunk_size, run))
+        return _as_sklearn_distance(_kth_neighbour_sq(_gemm_operand(x), k, chunk_size, run))
 
 
 def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) -> dict[str, float]:
@@ -234,11 +236,10 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
     check_min_samples(real, k + 1, "real", need)
     check_min_samples(fake, k + 1, "fake", need)
 
-    real_left, real_right = _gemm_operands(real)
-    fake_left, fake_right = _gemm_operands(fake)
+    real_columns, fake_columns = _gemm_operand(real), _gemm_operand(fake)
     with _workers(real.device) as run:
-        real_radii = _as_sklearn_distance(_kth_neighbour_sq(real_left, real_right, k, chunk_size, run))
-        fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake_left, fake_right, k, chunk_size, run))
+        real_radii = _as_sklearn_distance(_kth_neighbour_sq(real_columns, k, chunk_size, run))
+        fake_radii = _as_sklearn_distance(_kth_neighbour_sq(fake_columns, k, chunk_size, run))
         real_threshold = _inside_threshold(real_radii).unsqueeze(1)
         fake_threshold = _inside_threshold(fake_radii).unsqueeze(0)
         n_real, n_fake = real.shape[0], fake.shape[0]
@@ -255,8 +256,9 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int | None = None) 
             mask = torch.empty(tile_rows * tile_cols, dtype=torch.bool, device=real.device)
             counts = torch.empty(tile_cols, dtype=torch.int64, device=real.device)
             for r0, r1 in (row_spans[i] for i in row_tiles):
+                rows = _row_operand(real_columns[r0:r1])
                 for c0, c1 in col_spans:
-                    d2 = _tile_sq_distances(real_left, fake_right, (r0, r1, c0, c1), buffer)
+                    d2 = _tile_sq_distances(rows, fake_columns, c0, c1, buffer)
                     inside = torch.le(d2, real_threshold[r0:r1], out=_scratch(mask, r1 - r0, c1 - c0))
                     real_balls_per_fake[c0:c1] += torch.sum(inside, dim=0, out=counts[: c1 - c0])
                     real_ball_has_fake[r0:r1] |= inside.any(dim=1)
