@@ -63,10 +63,11 @@ class Check:
 
     def line(self) -> str:
         verdict = "ok  " if self.ok else "FAIL"
-        return (
-            f"{verdict} {self.cell:<34} {self.metric:<9} baseline {self.baseline:.4g}  now {self.now:.4g}  "
-            f"(allowed {'+' if DIRECTION.get(self.metric, 1) < 0 else '-'}{self.tolerance:.3g})"
-        )
+        if self.metric in DIRECTION:
+            rule = f"allowed {'+' if DIRECTION[self.metric] < 0 else '-'}{self.tolerance:.3g}"
+        else:
+            rule = "must be equal"
+        return f"{verdict} {self.cell:<16} {self.metric:<9} baseline {self.baseline:<9.4g} now {self.now:<9.4g} ({rule})"
 
 
 def tolerance(metric: str, per_seed: pd.Series) -> float:
