@@ -159,21 +159,39 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def dry_run_nfe(cfg: BenchConfig) -> dict[int, int]:
-    """Check every NFE on an untrained model whose network returns zeros; map requested -> counted NFE."""
+WARMUP_NFE = 10  # warm-up runs the sampler this many steps (fewer if the grid's smallest NFE is smaller)
+
+
+def dry_run_nfe(cfg: BenchConfig) -> tuple[dict[int, int], int]:
+    """Check every NFE on an untrained model whose network returns zeros.
+
+    Returns requested -> counted NFE, and the NFE to warm up at: the same kernels at the same batch
+    shape as the timed runs, but few steps, so a 1000-NFE cell does not pay a whole extra batch.
+    """
     from ..train import build_model
 
     model = build_model(cfg.method.model, cfg.preset)
     x = torch.zeros(2, *DATASETS[cfg.preset.dataset].shape)
+
+    def count(nfe: int) -> int:
+        zero = CountingModel(lambda x_t, *args, **kwargs: torch.zeros_like(x_t))
+        cfg.method.sample(model, x, nfe, net=zero, generator=torch.Generator().manual_seed(0))
+        return zero.nfe
+
     counted = {}
     for nfe in cfg.nfes:
-        zero = CountingModel(lambda x_t, *args, **kwargs: torch.zeros_like(x_t))
         try:
-            cfg.method.sample(model, x, nfe, net=zero, generator=torch.Generator().manual_seed(0))
+            counted[nfe] = count(nfe)
         except ValueError as err:
             raise ValueError(f"method {cfg.method.name} cannot sample at NFE {nfe}: {err}") from None
-        counted[nfe] = zero.nfe
-    return counted
+    warmup = min(cfg.nfes)
+    if warmup > WARMUP_NFE:
+        try:
+            count(WARMUP_NFE)
+            warmup = WARMUP_NFE
+        except ValueError:
+            pass  # a method with a fixed set of step counts: warm up at the smallest asked for
+    return counted, warmup
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -348,7 +366,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = config_from_args(args)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)  # recorded in every row (timing.threads)
-    expected_nfe = dry_run_nfe(cfg)
+    expected_nfe, warmup_nfe = dry_run_nfe(cfg)
     ds, shape = cfg.preset.dataset, DATASETS[cfg.preset.dataset].shape
     log(
         f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
@@ -394,7 +412,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 progress.reset(batches, total=n_batches, description="  sampling batches")
                 t0 = time.perf_counter()
                 samples, timing, counted = sample_cell(
-                    cfg, model, probe, x_T, nfe, seed, min(cfg.nfes), lambda: progress.advance(batches)
+                    cfg, model, probe, x_T, nfe, seed, warmup_nfe, lambda: progress.advance(batches)
                 )
                 if counted != expected_nfe[nfe]:
                     log(
