@@ -334,3 +334,14 @@ def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> N
     ]
     table = pd.read_csv(results_path(tmp_path))
     assert [c for c in required if c not in table.columns] == []
+
+
+def test_dry_run_counts_each_nfe_and_picks_a_short_warmup(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import WARMUP_NFE, config_from_args, dry_run_nfe
+
+    counted, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddpm", nfe=[3, 1000])))
+    assert counted == {3: 3, 1000: 1000} and warmup == 3
+    counted, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddim", nfe=[3, 100])))
+    assert counted == {3: 4, 100: 100}  # DDIM's uniform skip, range(0, T, T // 3), makes 4 calls: measured
+    _, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddpm", nfe=[1000])))
+    assert warmup == WARMUP_NFE
