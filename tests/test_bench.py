@@ -173,7 +173,26 @@ def test_upsert_replaces_the_row_of_the_same_cell(tmp_path: Path) -> None:
     assert len(table) == 3
     assert not table.duplicated(list(KEY)).any()
     assert table.loc[(table["seed"] == 0) & (table["dtype"] == "float32"), "fid"].tolist() == [3.0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.lock"]  # no temp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temp or lock file left
+
+
+def _upsert_many(results: str, seed: int) -> None:
+    for nfe in range(20):
+        upsert_row(results, _row(seed=seed, nfe=nfe))
+
+
+def test_concurrent_writers_lose_no_row(tmp_path: Path) -> None:
+    """Two benches sharing results/ (ddim beside ddpm): the folder lock keeps every row."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_upsert_many, args=(str(tmp_path), seed)) for seed in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(read_results(tmp_path)) == 40
 
 
 def test_upsert_refuses_a_row_without_its_key(tmp_path: Path) -> None:

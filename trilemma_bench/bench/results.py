@@ -6,7 +6,7 @@ Re-running a cell replaces its row. Everything else in a row is a measurement or
 
 Every write reads the table, replaces or appends the row, and writes the whole table to a temporary
 file that then replaces the old one (``os.replace`` is atomic): a bench killed at any point leaves
-the previous complete table, never half a row. A lock file serialises writers, so two benches
+the previous complete table, never half a row. A lock on the folder serialises writers, so two benches
 sharing a results folder (``make bench METHOD=ddim`` beside ``METHOD=ddpm``) cannot lose each
 other's rows.
 """
@@ -116,13 +116,16 @@ def row_key(row: Mapping[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    # The lock is taken on the folder, not on a file beside the table: the table itself is replaced on
+    # every write (a lock on it would be on the old inode), and a lock file would litter results/.
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
