@@ -97,6 +97,19 @@ def test_wrong_model_fails_gaussian_check() -> None:
     assert abs(x0.std().item() / S - 1) > 0.1
 
 
+def assert_steps_match(ours: Recorder, out: torch.Tensor, sched, net: nn.Module, gen: torch.Generator,
+                       **step_kwargs) -> None:
+    """Step for step: diffusers takes each step from the very x_t ours fed the network, so errors never
+    accumulate and 1e-5 bounds one step's rounding. Both draw one normal per step from the same
+    generator, so stochastic steps see the same noise."""
+    assert [t for _, t in ours.calls] == [int(t) for t in sched.timesteps]
+    ours_next = [x for x, _ in ours.calls[1:]] + [out]
+    with torch.no_grad():
+        for (x, t), want in zip(ours.calls, ours_next):
+            ref = sched.step(net(x, torch.full((x.shape[0],), t)), t, x, generator=gen, **step_kwargs).prev_sample
+            torch.testing.assert_close(want, ref, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("nfe", [10, 50])
 def test_ddim_matches_diffusers_step_for_step(eta: float, nfe: int) -> None:
@@ -112,16 +125,7 @@ def test_ddim_matches_diffusers_step_for_step(eta: float, nfe: int) -> None:
     out = samplers.ddim_sample(ours, sched.alphas_cumprod.double(), x_T, nfe=nfe, eta=eta,
                                generator=torch.Generator().manual_seed(7))
 
-    # Step for step: diffusers takes each step from the very x_t ours fed the network, so errors never
-    # accumulate and 1e-5 bounds one step's float32 rounding. Both draw one normal per step from the
-    # same generator, so eta=1 sees the same noise.
-    ours_next = [x for x, _ in ours.calls[1:]] + [out]
-    gen = torch.Generator().manual_seed(7)
-    assert [t for _, t in ours.calls] == [int(t) for t in sched.timesteps]
-    with torch.no_grad():
-        for (x, t), want in zip(ours.calls, ours_next):
-            ref = sched.step(net(x, torch.full((x.shape[0],), t)), t, x, eta=eta, generator=gen).prev_sample
-            torch.testing.assert_close(want, ref, atol=1e-5, rtol=1e-5)
+    assert_steps_match(ours, out, sched, net, torch.Generator().manual_seed(7), eta=eta)
 
 
 def test_schedule_matches_diffusers() -> None:
@@ -150,13 +154,7 @@ def test_ddpm_matches_diffusers_posterior(variance: str, diffusers_variance: str
     ours = Recorder(net)
     out = samplers.ddpm_sample(ours, ALPHA_BAR, x_T, variance=variance, clip_x0=clip,
                                generator=torch.Generator().manual_seed(3))
-    ours_next = [x for x, _ in ours.calls[1:]] + [out]
-    gen = torch.Generator().manual_seed(3)
-    assert [t for _, t in ours.calls] == [int(t) for t in sched.timesteps]
-    with torch.no_grad():
-        for (x, t), want in zip(ours.calls, ours_next):
-            ref = sched.step(net(x, torch.full((x.shape[0],), t)), t, x, generator=gen).prev_sample
-            torch.testing.assert_close(want, ref, atol=1e-5, rtol=1e-5)
+    assert_steps_match(ours, out, sched, net, torch.Generator().manual_seed(3))
 
 
 def test_respaced_ddpm_with_all_steps_is_the_full_chain() -> None:
