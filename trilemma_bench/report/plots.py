@@ -124,31 +124,20 @@ def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path) -> dic
     fid_label = f"FID ({extractor} features)" if extractor else "FID"
     made: dict[str, Path] = {}
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    _trade_off(ax, summary, "nfe", "fid", styles, min_x=True, min_y=True, label_nfe=False)
-    ax.set_xscale("log")
-    _log_if_wide(ax, summary["fid_mean"], "y")
-    ax.set(
-        xlabel="network evaluations per sample (NFE, log scale)",
-        ylabel=f"{fid_label}, lower is better",
-        title=f"Quality vs NFE\n{title}",
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    made["fid_vs_nfe"] = _save(fig, out, f"{slug}-fid_vs_nfe")[0]
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    _trade_off(ax, summary, "ms_per_image", "fid", styles, min_x=True, min_y=True, label_nfe=True)
-    ax.set_xscale("log")
-    _log_if_wide(ax, summary["fid_mean"], "y")
-    ax.set(
-        xlabel="sampling time per image (ms, log scale; labels: NFE)",
-        ylabel=f"{fid_label}, lower is better",
-        title=f"Quality vs speed\n{title}",
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    made["fid_vs_ms"] = _save(fig, out, f"{slug}-fid_vs_ms")[0]
+    fid_plots = [  # (x column, x label, title, NFE labels on points, file name)
+        ("nfe", "network evaluations per sample (NFE, log scale)", "Quality vs NFE", False, "fid_vs_nfe"),
+        ("ms_per_image", "sampling time per image (ms, log scale; labels: NFE)", "Quality vs speed", True,
+         "fid_vs_ms"),
+    ]
+    for x, xlabel, heading, label_nfe, name in fid_plots:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        _trade_off(ax, summary, x, "fid", styles, min_x=True, min_y=True, label_nfe=label_nfe)
+        ax.set_xscale("log")
+        _log_if_wide(ax, summary["fid_mean"], "y")
+        ax.set(xlabel=xlabel, ylabel=f"{fid_label}, lower is better", title=f"{heading}\n{title}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        made[name] = _save(fig, out, f"{slug}-{name}")[0]
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True)
     for ax, col in zip(axes, ("recall", "coverage")):
