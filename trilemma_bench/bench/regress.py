@@ -112,30 +112,18 @@ def run_cells(
     results: Path, methods: list[str], nfes: dict[str, list[int]], seeds: list[int], device: str = "cpu"
 ) -> pd.DataFrame:
     """Bench the smoke preset into ``results`` and return its table."""
+    from ..cli import build_parser
     from .harness import run_bench
     from .results import read_results
 
     for method in methods:
-        run_bench(
-            argparse.Namespace(
-                method=method,
-                preset=PRESET,
-                dataset=None,
-                device=device,
-                retrain=False,
-                steps=None,
-                nfe=list(nfes[method]),
-                seeds=list(seeds),
-                num_samples=None,
-                batch_size=BATCH,
-                bf16=False,
-                compile=False,
-                extractor=None,
-                results=results,
-                threads=None,
-                repeats=None,
-            )
+        # Through the CLI's own parser, so every bench option keeps the default a user would get.
+        args = build_parser().parse_args(
+            ["bench", "--method", method, "--preset", PRESET, "--device", device,
+             "--nfe", ",".join(map(str, nfes[method])), "--seeds", ",".join(map(str, seeds)),
+             "--batch-size", str(BATCH), "--results", str(results)]
         )
+        run_bench(args)
     return read_results(results)
 
 
