@@ -163,3 +163,61 @@ def test_bad_inputs_raise_clear_errors() -> None:
         prdc(x, x, chunk_size=0)
     with pytest.raises(ValueError, match="is empty"):
         prdc(torch.empty(0, 4), x)
+
+
+def _prdc_module():
+    import importlib
+
+    return importlib.import_module("trilemma_bench.metrics.prdc")  # the package re-exports the function
+
+
+@pytest.mark.parametrize(("cols", "integers"), [(2048, False), (1000, False), (37, False), (2048, True)])
+def test_group_pruned_smallest_equals_topk(cols: int, integers: bool) -> None:
+    # 1000 and 37 leave ragged columns outside the groups; integers give ties across groups.
+    g = torch.Generator().manual_seed(cols)
+    d2 = torch.randint(0, 40, (64, cols), generator=g).float() if integers else torch.rand(64, cols, generator=g)
+    values, at = _prdc_module()._smallest(d2, 7)
+    expected = d2.topk(7, dim=1, largest=False).values
+    torch.testing.assert_close(values.sort(dim=1).values, expected, rtol=0, atol=0)
+    torch.testing.assert_close(d2.gather(1, at), values, rtol=0, atol=0)  # the columns are where the values are
+
+
+@pytest.mark.parametrize("d", [4, 64, 2048])
+def test_float32_distance_error_stays_within_the_bound(d: int) -> None:
+    # Features far from the origin: the norm expansion cancels and float32 loses most digits.
+    P = _prdc_module()
+    g = torch.Generator().manual_seed(d)
+    x = (torch.randn(300, d, generator=g) + 30).float()
+    columns = P._gemm_operand(x)
+    exact = P._row_operand(columns) @ columns.T
+    with P._exact_float32():
+        approx = (P._row_operand(columns.float()) @ columns.float().T).double()
+    norms = columns[:, -2]
+    bound = P._float32_gemm_error(columns) * (norms[:, None] + norms[None, :])
+    ratio = ((approx - exact).abs() / bound).max().item()
+    assert 0 < ratio <= 1  # the bound holds, and float32 does differ (the certificate has work to do)
+
+
+def test_uncertified_radii_are_recomputed_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Integer features: the (k+1)-th and (k+2)-th neighbours tie, so float32 screening cannot certify and
+    # the float64 fallback must give prdc's radii.
+    P = _prdc_module()
+    redone: list[int] = []
+    fallback = P._kth_exact
+    monkeypatch.setattr(P, "_kth_exact", lambda rows, *a: (redone.append(len(rows)), fallback(rows, *a))[1])
+    real = np.random.default_rng(3).integers(0, 4, (600, 3)).astype(np.float32)
+    expected = prdc_reference.prdc.compute_nearest_neighbour_distances(real, 3)
+    np.testing.assert_array_equal(knn_radii(torch.from_numpy(real), 3, chunk_size=64).numpy(), expected)
+    assert sum(redone) > 0
+
+
+def test_radii_ignore_a_lowered_float32_matmul_precision() -> None:
+    real, _ = _gaussians(400, 1, 16, seed=5)
+    expected = knn_radii(torch.from_numpy(real), 3)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # allows bf16/TF32 matmuls where supported
+        assert torch.equal(knn_radii(torch.from_numpy(real), 3), expected)
+        assert torch.get_float32_matmul_precision() == "medium"  # restored after the call
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -82,11 +82,19 @@ def test_cli_reports_user_errors_without_traceback(capsys: pytest.CaptureFixture
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["train", "--method", "ddpm", "--preset", "smoke", "--dataset", "mnist"]) == 2
     assert "sized for toy2d" in capsys.readouterr().err
+    assert main(["train", "--method", "ddpm", "--preset", "smoke", "--threads", "0"]) == 2
+    assert "--threads must be positive" in capsys.readouterr().err
 
 
 def test_cli_sample_writes_a_grid(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, path, _ = trained
     monkeypatch.setattr("trilemma_bench.train.train_model", lambda *a, **k: (model, path))
     out = tmp_path / "grid.png"
-    assert main(["sample", "--method", "ddim", "--preset", "smoke", "--nfe", "5", "--n", "16", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    try:
+        args = ["sample", "--method", "ddim", "--preset", "smoke", "--nfe", "5", "--n", "16", "--out", str(out)]
+        assert main([*args, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1  # --threads applies to every command, not only bench
+    finally:
+        torch.set_num_threads(threads)
     assert out.stat().st_size > 1000

@@ -23,6 +23,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--retrain", action="store_true", help="train anew even when a checkpoint exists")
     p.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: torch's); 1 runs steadily on a shared machine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--extractor", default=None, choices=["domain", "inception", "raw"])
     p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for sampling (default: torch's); 1 times steadily on a shared machine")
     p.add_argument("--repeats", type=int, default=3, help="timed batches at least (default: %(default)s)")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
@@ -140,6 +140,17 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
+def _set_threads(threads: int | None) -> None:
+    """Applied before any work: two torch processes with 2 threads each on 2 cores run 4-40x slower."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be positive, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetUnavailable
 
     try:
+        _set_threads(getattr(args, "threads", None))
         COMMANDS[args.command](args)
     except (CheckpointError, DatasetUnavailable, ValueError) as err:
         # Known user errors: one clear line, no traceback from deep inside torch.

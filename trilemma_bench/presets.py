@@ -72,15 +72,17 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="small",
             dataset="mnist",
-            net={"type": "unet", "in_channels": 1, "image_size": 28, "ch": 32, "ch_mult": (1, 2, 2),
+            # ch 16 at 28x28 with the width in the 14x14 and 7x7 levels (ch_mult 1,2,4): 0.34 s a step on 2
+            # CPU threads against 0.68 s for ch 32 (1,2,2), so 6,000 steps (16 epochs) fit in about an hour.
+            net={"type": "unet", "in_channels": 1, "image_size": 28, "ch": 16, "ch_mult": (1, 2, 4),
                  "num_res_blocks": 1, "attn_resolutions": (7,), "dropout": 0.1},
-            train_steps=20000,
+            train_steps=6000,
             batch_size=128,
-            lr=5e-4,
-            warmup_steps=500,
-            ema_decay=0.9995,
-            num_samples=5000,
-            note="MNIST 28x28, 1.1M-parameter UNet: minutes on a GPU, hours on a CPU.",
+            lr=1e-3,
+            warmup_steps=200,
+            ema_decay=0.999,
+            num_samples=2000,
+            note="MNIST 28x28, 0.7M-parameter UNet: minutes on a GPU, about an hour on a 2-core CPU.",
         ),
         Preset(
             name="paper",

@@ -132,4 +132,4 @@ def ddpm_respaced_timesteps(num_train_steps: int, nfe: int) -> list[int]:
     """Evenly spaced subsequence ending at T-1 for ancestral sampling with fewer steps."""
     if not 1 <= nfe <= num_train_steps:
         raise ValueError(f"nfe must be between 1 and {num_train_steps}, got {nfe}")
-    return sorted({int(round(v)) for v in np.linspace(0, num_train_steps - 1, nfe)})
+    return sorted({round(v) for v in np.linspace(0, num_train_steps - 1, nfe)})
