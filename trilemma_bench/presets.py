@@ -61,13 +61,16 @@ PRESETS: dict[str, Preset] = {
             dataset="digits",
             net={"type": "unet", "in_channels": 1, "image_size": 8, "ch": 32, "ch_mult": (1, 2),
                  "num_res_blocks": 1, "attn_resolutions": (4,), "dropout": 0.1},
-            train_steps=4000,
+            # 8,000 steps, not 4,000: deterministic DDIM needs the better-trained eps far more than ancestral
+            # DDPM does (2,000 samples: DDIM@50 FID 0.98 -> 0.46 from 4k to 8k steps, DDPM@1000 0.68 -> 0.39).
+            # 2,000 samples: FID's bias and seed spread at 1,000 made DDIM/DDPM ratios swing 1.5-2.9x.
+            train_steps=8000,
             batch_size=128,
             lr=1e-3,
             warmup_steps=200,
             ema_decay=0.999,
-            num_samples=1000,
-            note="scikit-learn's 8x8 digits, 0.7M-parameter UNet: minutes on a CPU; the default.",
+            num_samples=2000,
+            note="scikit-learn's 8x8 digits, 0.7M-parameter UNet: about 15 minutes on a 2-core CPU; the default.",
         ),
         Preset(
             name="small",
