@@ -7,7 +7,9 @@ warm-up, so a snapshot at step s is what a run of s steps gives), snapshots of t
 count, then DDIM at 50 and 100 NFE and ancestral DDPM at 1000 NFE from the same 2,000 initial noises,
 scored as the benchmark scores them (digits classifier features, FID against the train split). One JSON
 line per cell to ``benchmarks/results/digits_training_length.jsonl``. This is a study, not a timing:
-it takes about an hour at one thread, most of it 1000-step DDPM.
+it takes about an hour at one thread, most of it 1000-step DDPM. The committed figures came from a draft
+of this script with the same seeds, cells and scoring; its 16,000-step DDPM@1000 cell was stopped unrun to
+free the CPU.
 """
 
 from __future__ import annotations
