@@ -255,6 +255,7 @@ def test_same_seed_gives_the_same_noise_whatever_the_batch_size(cache: Path, tmp
         ({"num_samples": 5}, "too few"),
         ({"extractor": "domain"}, "not an image dataset"),
         ({"preset": "smoke", "dataset": "digits"}, "sized for"),
+        ({"threads": 0}, "--threads must be positive"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(cache: Path, tmp_path: Path, over: dict, message: str) -> None:

@@ -140,17 +140,6 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
-def _set_threads(threads: int | None) -> None:
-    """Applied before any work: two torch processes with 2 threads each on 2 cores run 4-40x slower."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ValueError(f"--threads must be positive, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
@@ -161,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetUnavailable
 
     try:
-        _set_threads(getattr(args, "threads", None))
+        from .bench.timing import set_threads
+
+        set_threads(getattr(args, "threads", None))
         COMMANDS[args.command](args)
     except (CheckpointError, DatasetUnavailable, ValueError) as err:
         # Known user errors: one clear line, no traceback from deep inside torch.

@@ -49,7 +49,7 @@ from ..presets import PRESETS, Preset
 from ..report_utils import console, log
 from ..samplers import CountingModel, per_image_noise
 from .results import upsert_row
-from .timing import FlopProbe, Timing, precision, time_batches
+from .timing import FlopProbe, Timing, precision, set_threads, time_batches
 
 PRDC_K = 5
 # KID subsets of 1000 as Binkowski et al., but at most half of each set: subsets of the whole set would all
@@ -121,8 +121,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     batch_size = min(batch_size, num_samples)
     if batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
-    if getattr(args, "threads", None) is not None and args.threads < 1:
-        raise ValueError(f"--threads must be positive, got {args.threads}")
     if getattr(args, "repeats", None) is not None and args.repeats < 1:
         raise ValueError(f"--repeats must be positive, got {args.repeats}")
 
@@ -364,8 +362,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ..train import train_model
 
     cfg = config_from_args(args)
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)  # recorded in every row (timing.threads)
+    set_threads(getattr(args, "threads", None))  # recorded in every row (timing.threads)
     expected_nfe, warmup_nfe = dry_run_nfe(cfg)
     ds, shape = cfg.preset.dataset, DATASETS[cfg.preset.dataset].shape
     log(

@@ -51,6 +51,18 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
 ]
 
 
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (None keeps torch's default) before any work; every timing records the count.
+
+    On a shared 2-core machine, two torch processes with 2 threads each ran 4-40x slower: 1 runs steadily.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be positive, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def peak_flops(device_name: str, dtype: str) -> float:
     """Datasheet peak FLOP/s of the GPU named ``device_name`` for ``dtype``; NaN when unknown."""
     for key, peaks in PEAK_FLOPS:

@@ -25,8 +25,8 @@ eps32 * |x|^2. On 3000 x 64 features centred at 3, 96% of its k-NN radii differe
 ``donot_use_mm_for_euclid_dist`` sums differences in float32: closer (3e-7), but 43% of radii still
 differed and one coverage decision in 3000 flipped; it is also several times slower than the float64
 GEMM on this CPU (2000 x 20000 x 64: 0.84 s against 0.15 s). The float64 GEMM is the one that
-reproduces prdc; a float32 GEMM is only ever used to screen, with a proven error bound. (On GPUs with weak float64, e.g. consumer cards, it costs speed;
-H100/H200 have full-rate float64.)
+reproduces prdc; a float32 GEMM only ever screens, with a proven error bound. (On GPUs with weak
+float64, e.g. consumer cards, it costs speed; H100/H200 have full-rate float64.)
 
 Radii (the two k-NN passes, most of the work) are screened in float32, then the few candidates per
 sample are recomputed in float64 and the choice is certified (:func:`_kth_neighbour_sq`): the radii are
@@ -126,7 +126,7 @@ def _row_operand(columns: Tensor) -> Tensor:
 
 
 def _tile_sq_distances(rows: Tensor, columns: Tensor, c0: int, c1: int, out: Tensor) -> Tensor:
-    """Squared distances (float64) of a row tile to columns c0:c1, written into the flat ``out``."""
+    """Squared distances of a row tile to columns c0:c1 (in the operands' dtype), written into the flat ``out``."""
     return torch.mm(rows, columns[c0:c1].T, out=_scratch(out, rows.shape[0], c1 - c0))
 
 
