@@ -1,14 +1,18 @@
-"""What our DDIM loop costs on top of the network: ours vs a bare loop of forward passes vs diffusers.
+"""What our sampler loops cost on top of the network: ours vs a bare loop of forward passes vs diffusers.
 
     .venv/bin/python benchmarks/bench_sampler_overhead.py [--batch 500] [--nfe 20] [--repeats 9] [--threads 1]
 
-Three loops drive the same network (the digits preset's UNet, eval mode, no_grad) from the same x_T
+Five loops drive the same network (the digits preset's UNet, eval mode, no_grad) from the same x_T
 for the same number of network calls:
 
 - bare: ``net(x, t)`` NFE times, timestep tensors made beforehand: the floor any sampler pays;
-- ours: ``samplers.ddim_sample`` (eta = 0, uniform skip, x0 clipped), as the harness runs it;
+- ours: the ``ddim`` method exactly as the harness runs it (eta = 0, uniform skip, x0 not clipped);
 - diffusers: ``DDIMScheduler`` (linear betas 1e-4..0.02, T = 1000, "leading" spacing: the same
-  timesteps, asserted) with ``scheduler.step`` after each call.
+  timesteps, asserted; ``clip_sample=False``) with ``scheduler.step`` after each call;
+- ours_ancestral: the ``ddpm-fixedsmall`` method as the harness runs it (x0 clipped), drawing its noise
+  from per-image streams (one generator per image: the price of batch-independent samples);
+- diffusers_ancestral: ``DDPMScheduler`` on the same respaced timesteps (custom timesteps,
+  ``fixed_small``, ``clip_sample=True``), one generator for the batch.
 
 Two measurements, both printed and written to ``benchmarks/results/sampler_overhead.json``:
 
@@ -39,6 +43,8 @@ from torch import Tensor
 
 from trilemma_bench import samplers
 from trilemma_bench.bench.timing import device_name
+from trilemma_bench.methods import METHODS
+from trilemma_bench.noise import ImageNoise
 from trilemma_bench.presets import PRESETS
 from trilemma_bench.train import build_model
 
@@ -46,9 +52,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "sampler_overhead.json"
 Net = Callable[[Tensor, Tensor], Tensor]
 
 
-def make_loops(net: Net, alpha_bar: Tensor, x_T: Tensor, nfe: int) -> dict[str, Callable[[], object]]:
-    from diffusers import DDIMScheduler
+def make_loops(net: Net, model: torch.nn.Module, x_T: Tensor, nfe: int) -> dict[str, Callable[[], object]]:
+    from diffusers import DDIMScheduler, DDPMScheduler
 
+    alpha_bar = model.alpha_bar
     batch = x_T.shape[0]
     seq = samplers.ddim_timesteps(len(alpha_bar), nfe)
     t_batches = [torch.full((batch,), t, dtype=torch.long) for t in reversed(seq)]
@@ -57,19 +64,23 @@ def make_loops(net: Net, alpha_bar: Tensor, x_T: Tensor, nfe: int) -> dict[str, 
         beta_start=1e-4,
         beta_end=0.02,
         beta_schedule="linear",
-        clip_sample=True,
+        clip_sample=False,
         set_alpha_to_one=True,
         timestep_spacing="leading",
     )
     scheduler.set_timesteps(nfe)
     assert [int(t) for t in scheduler.timesteps] == list(reversed(seq)), "diffusers walks other timesteps"
+    respaced = samplers.ddpm_respaced_timesteps(len(alpha_bar), nfe)
+    ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                         clip_sample=True, variance_type="fixed_small")
+    ddpm.set_timesteps(timesteps=list(reversed(respaced)))
 
     def bare() -> None:
         for t in t_batches:
             net(x_T, t)
 
     def ours() -> Tensor:
-        return samplers.ddim_sample(net, alpha_bar, x_T, nfe=nfe, eta=0.0, skip="uniform", clip_x0=True)
+        return METHODS["ddim"].sample(model, x_T, nfe, net=net, noise=ImageNoise(0, range(batch)))
 
     def diffusers_loop() -> Tensor:
         x = x_T
@@ -78,7 +89,18 @@ def make_loops(net: Net, alpha_bar: Tensor, x_T: Tensor, nfe: int) -> dict[str, 
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
         return x
 
-    return {"bare": bare, "ours": ours, "diffusers": diffusers_loop}
+    def ours_ancestral() -> Tensor:
+        return METHODS["ddpm-fixedsmall"].sample(model, x_T, nfe, net=net, noise=ImageNoise(0, range(batch)))
+
+    def diffusers_ancestral() -> Tensor:
+        x, g = x_T, torch.Generator().manual_seed(0)
+        for t in ddpm.timesteps:
+            eps = net(x, torch.full((batch,), int(t), dtype=torch.long))
+            x = ddpm.step(eps, t, x, generator=g).prev_sample
+        return x
+
+    return {"bare": bare, "ours": ours, "diffusers": diffusers_loop, "ours_ancestral": ours_ancestral,
+            "diffusers_ancestral": diffusers_ancestral}
 
 
 def interleaved(loops: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, list[float]]]:
@@ -109,15 +131,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model = build_model("ddpm", PRESETS["digits"])
+    model = build_model("ddpm", PRESETS["digits"]).eval()
     net = model.denoiser()
     x_T = torch.randn(args.batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     eps = torch.randn_like(x_T)
 
     with torch.no_grad():
-        full = interleaved(make_loops(net, model.alpha_bar, x_T, args.nfe), args.repeats)
+        full = interleaved(make_loops(net, model, x_T, args.nfe), args.repeats)
         # The loops alone: a network that costs nothing. Cheap, so many repeats and the minimum.
-        alone = interleaved(make_loops(lambda x, t: eps, model.alpha_bar, x_T, args.nfe), 50)
+        alone = interleaved(make_loops(lambda x, t: eps, model, x_T, args.nfe), 50)
         t_mid = torch.full((args.batch,), 500, dtype=torch.long)
         per_call = []
         for _ in range(max(10, args.nfe)):
@@ -127,16 +149,14 @@ def main() -> None:
 
     net_ms = 1000 * min(per_call)
     loop_ms = {name: 1000 * min(v) / args.nfe for name, v in alone["cpu"].items()}
-    overhead = {name: (loop_ms[name] - loop_ms["bare"]) / net_ms for name in ("ours", "diffusers")}
+    compared = ("ours", "diffusers", "ours_ancestral", "diffusers_ancestral")
+    overhead = {name: (loop_ms[name] - loop_ms["bare"]) / net_ms for name in compared}
     stats = {
         kind: {name: {"median": statistics.median(v), "min": min(v)} for name, v in by.items()}
         for kind, by in full.items()
     }
     ratios = {
-        f"{kind}_{how}": {
-            "ours_over_bare": s["ours"][how] / s["bare"][how],
-            "diffusers_over_bare": s["diffusers"][how] / s["bare"][how],
-        }
+        f"{kind}_{how}": {f"{name}_over_bare": s[name][how] / s["bare"][how] for name in compared}
         for kind, s in stats.items()
         for how in ("median", "min")
     }
@@ -174,14 +194,12 @@ def main() -> None:
             f"(min {w['min']:7.3f})"
         )
     for key, r in ratios.items():
-        print(
-            f"  {key:11s} ours / bare = {r['ours_over_bare']:.3f}   diffusers / bare = {r['diffusers_over_bare']:.3f}"
-        )
+        print(f"  {key:11s} " + "   ".join(f"{name.removesuffix('_over_bare')} / bare = {v:.3f}" for name, v in r.items()))
     print("decomposed (the figure to judge by):")
     print(f"  network: {net_ms:.2f} CPU ms per call")
-    for name in ("ours", "diffusers"):
+    for name in compared:
         print(
-            f"  {name:9s} loop alone {loop_ms[name]:.3f} ms per step -> overhead over bare "
+            f"  {name:19s} loop alone {loop_ms[name]:.3f} ms per step -> overhead over bare "
             f"{100 * overhead[name]:+.2f}% (target for ours: <= 5%)"
         )
     print(f"-> {args.out}")

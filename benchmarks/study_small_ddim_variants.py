@@ -6,6 +6,9 @@ eta=0 unclipped (the benchmark's DDIM, as in Song et al.'s code), eta=0 with x0 
 from the clipped x0 (diffusers' ``use_clipped_model_output``), and eta=1 (stochastic). 1,000 samples, seed 0
 noise as in the benchmark, scored as the benchmark scores them. Prints one JSON line per variant; the
 figures in the README came from this script, saved to ``benchmarks/results/small_ddim_variants.jsonl``.
+
+The committed figures predate the scoring rules of issue 8 (they scored unquantized samples against the
+training split, with one noise generator per batch); run now, the script scores as the harness does today.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import types
 import torch
 from torch import Tensor, nn
 
-from trilemma_bench.bench.harness import cell_metrics, load_reference
+from trilemma_bench.bench.scoring import load_reference, quantize, score
 from trilemma_bench.data import DATASETS
+from trilemma_bench.denoisers import eps_denoiser
+from trilemma_bench.noise import ImageNoise, initial_noise
 from trilemma_bench.presets import get_preset
-from trilemma_bench.samplers import ddim_sample, per_image_noise
+from trilemma_bench.samplers import ddim_sample
 from trilemma_bench.train import train_model
 
 N = 1000
@@ -46,17 +51,17 @@ def main() -> None:
     net = model.denoiser()
     cfg = types.SimpleNamespace(preset=preset, extractor="domain", device=torch.device("cpu"), num_samples=N)
     ref = load_reference(cfg)
-    x_T = per_image_noise(DATASETS["mnist"].shape, range(N), "cpu")
+    x_T = initial_noise(DATASETS["mnist"].shape, 0, range(N))
     variants = [("eta0-unclipped", net, 0.0), ("eta0-clip-recompute-eps", ClippedEps(net, model.alpha_bar), 0.0),
                 ("eta1-unclipped", net, 1.0)]
     for name, eps_model, eta in variants:
         start = time.perf_counter()
         x = torch.cat([
-            ddim_sample(eps_model, model.alpha_bar, x_T[i : i + 250], nfe=50, eta=eta,
-                        generator=torch.Generator().manual_seed(i))
+            ddim_sample(eps_denoiser(eps_model, model.alpha_bar), x_T[i : i + 250], nfe=50, eta=eta,
+                        noise=ImageNoise(0, range(i, i + 250)))
             for i in range(0, N, 250)
-        ]).clamp(-1, 1)
-        m = cell_metrics(x, ref, torch.device("cpu"))
+        ])
+        m = score(quantize(x, ref.levels), ref, torch.device("cpu"))
         print(json.dumps({"variant": name, "nfe": 50, "n": N, **{k: round(m[k], 3) for k in
                           ("fid", "precision", "recall", "coverage")}, "sec": round(time.perf_counter() - start)}))
 

@@ -92,10 +92,15 @@ def test_time_batches_times_each_batch_after_warmup_and_takes_the_median() -> No
         calls.append("warm-up")
         clock.now += 5.0  # a slow first call must not reach the measurements
 
+    def progress(i: int) -> None:
+        calls.append(f"after {i}")
+        clock.now += 1.0  # a slow progress bar must not reach the measurements either
+
     outputs, timing = time_batches(
-        sample, 3, 4, device="cpu", warmup=warmup, warmup_runs=2, clock=clock, cpu_clock=clock
+        sample, 3, 4, device="cpu", warmup=warmup, warmup_runs=2, clock=clock, cpu_clock=clock, min_repeats=3,
+        after_batch=progress,
     )
-    assert calls == ["warm-up", "warm-up", 0, 1, 2]
+    assert calls == ["warm-up", "warm-up", 0, "after 0", 1, "after 1", 2, "after 2"]
     assert timing.times_ms == pytest.approx([10.0, 30.0, 20.0])
     assert timing.ms_per_batch == pytest.approx(20.0)  # median, not mean (20) nor first
     assert timing.ms_per_image == pytest.approx(5.0)
@@ -130,7 +135,7 @@ def test_flop_probe_counts_one_call_and_derives_rates() -> None:
     _, timing = time_batches(
         lambda i: x, 1, 4, device="cpu", min_repeats=1, clock=iter([0.0, 0.004]).__next__
     )
-    rates = probe.rates(nfe=10, timing=timing, dtype="float32")
+    rates = probe.rates(nfe=10, timing=timing, precision="float32")
     assert rates["gflops_per_image"] == pytest.approx(2 * 16 * 8 * 10 / 1e9)
     assert rates["achieved_tflops"] == pytest.approx(rates["gflops_per_image"] * 1e9 * 1000 / 1e12)
     assert math.isnan(rates["pct_of_peak"])  # a CPU has no datasheet peak here
@@ -138,9 +143,31 @@ def test_flop_probe_counts_one_call_and_derives_rates() -> None:
 
 def test_peak_flops_table() -> None:
     assert peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4e12
+    assert peak_flops("NVIDIA H100 80GB HBM3", "tf32") == 494.7e12
     assert peak_flops("NVIDIA H100 PCIe", "float32") == 51.2e12
     assert peak_flops("NVIDIA H200", "float32") == 66.9e12
+    # NVL parts run at lower clocks and power than SXM: they must not take the SXM row.
+    assert peak_flops("NVIDIA H100 NVL", "bfloat16") == 835e12
+    assert peak_flops("NVIDIA H200 NVL", "bfloat16") == 835e12
     assert math.isnan(peak_flops("Some Future GPU", "bfloat16"))
+
+
+def test_pct_of_peak_is_taken_against_the_precision_that_ran() -> None:
+    from trilemma_bench.bench.timing import math_precision
+
+    cpu = math_precision(torch.device("cpu"), "float32")
+    assert cpu == {"tf32_matmul": False, "tf32_cudnn": False, "peak_precision": "float32"}
+    cuda = torch.device("cuda")
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:  # the flags only: nothing runs on a GPU
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert math_precision(cuda, "float32")["peak_precision"] == "tf32"
+        assert math_precision(cuda, "bfloat16")["peak_precision"] == "bfloat16"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        assert math_precision(cuda, "float32") == {"tf32_matmul": False, "tf32_cudnn": False,
+                                                   "peak_precision": "float32"}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -210,7 +237,10 @@ def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, 
 
     rows = run_bench(bench_args(tmp_path, seeds=[0, 1]))
     table = read_results(tmp_path)
-    assert len(rows) == len(table) == 4
+    assert len(rows) == 4 and len(table) == 6  # 4 cells, and one real-data row per seed
+    real = table[table["method"] == "real"]
+    assert sorted(real["seed"]) == [0, 1] and set(real["sampler"]) == {"heldout-val"} and real["matched_n"].all()
+    table = table[table["method"] != "real"]
     assert sorted(table["nfe"]) == [2, 2, 5, 5]  # counted network calls per batch
     for col in (
         "ms_per_image",
@@ -225,8 +255,10 @@ def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, 
     ):
         assert table[col].notna().all(), col
     assert set(table["modes_total"]) == {25} and set(table["feature_extractor"]) == {"raw"}
-    assert set(table["reference_split"]) == {"train"} and set(table["threads"]) == {1}
-    assert (table["timing_repeats"] == 3).all()  # 2 full batches of 32, then batch 0 once more
+    cells = table[table["method"] != "real"]
+    assert set(table["reference_split"]) == {"test"} and set(table["threads"]) == {1}  # toy2d: 5,000 held out
+    assert (cells["timing_repeats"] == 5).all()  # 2 full batches of 32, then batch 0 until 5 timings
+    assert set(cells["timing_statistic"]) == {"median"}
     assert table["git_commit"].notna().all() and table["torch_version"].eq(torch.__version__).all()
     for grid in table["grid"]:
         assert (tmp_path / grid).is_file()
@@ -234,16 +266,19 @@ def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, 
     # Deterministic sampler, same seeds, same checkpoint: a re-run replaces the rows with the same numbers.
     again = run_bench(bench_args(tmp_path, seeds=[0, 1]))
     table2 = read_results(tmp_path)
-    assert len(table2) == 4
+    assert len(table2) == 6
     assert [r["fid"] for r in again] == pytest.approx([r["fid"] for r in rows], rel=1e-9)
 
 
-def test_same_seed_gives_the_same_noise_whatever_the_batch_size(cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["ddim", "ddpm-fixedlarge"])
+def test_same_seed_gives_the_same_samples_whatever_the_batch_size(cache: Path, tmp_path: Path, method: str) -> None:
+    """Stochastic samplers too: each image draws its ancestral noise from its own stream."""
     from trilemma_bench.bench.harness import run_bench
 
-    a = run_bench(bench_args(tmp_path / "a", nfe=[5], batch_size=32))
-    b = run_bench(bench_args(tmp_path / "b", nfe=[5], batch_size=64))
+    a = run_bench(bench_args(tmp_path / "a", method=method, nfe=[5], batch_size=32))
+    b = run_bench(bench_args(tmp_path / "b", method=method, nfe=[5], batch_size=64))
     assert a[0]["fid"] == pytest.approx(b[0]["fid"], rel=1e-5)
+    assert a[0]["coverage"] == b[0]["coverage"]
 
 
 @pytest.mark.parametrize(
@@ -251,6 +286,7 @@ def test_same_seed_gives_the_same_noise_whatever_the_batch_size(cache: Path, tmp
     [
         ({"method": "nope"}, "unknown method"),
         ({"nfe": [2000]}, "cannot sample at NFE 2000"),
+        ({"nfe": [3, 4]}, r"\[3, 4\] all make 4 network calls"),
         ({"nfe": [0]}, "positive"),
         ({"num_samples": 5}, "too few"),
         ({"extractor": "domain"}, "not an image dataset"),
@@ -276,7 +312,7 @@ def test_killed_bench_keeps_finished_rows_and_rerun_duplicates_none(cache: Path,
         "trilemma_bench.cli",
         "bench",
         "--method",
-        "ddpm",
+        "ddpm-fixedlarge",
         *FAST,
         "--nfe",
         "2,5,10",
@@ -290,21 +326,23 @@ def test_killed_bench_keeps_finished_rows_and_rerun_duplicates_none(cache: Path,
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if results_path(tmp_path).exists() and len(read_results(tmp_path)) >= 1:
+            if results_path(tmp_path).exists() and (read_results(tmp_path)["method"] != "real").any():
                 break
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     killed = read_results(tmp_path)  # must parse: never half a row
+    killed = killed[killed["method"] != "real"]
     assert 1 <= len(killed) < 6, "the bench should have been killed midway"
     assert not killed.duplicated(list(KEY)).any()
 
     # The re-run runs in this process (the cache is the same): it saves a second start of Python and Lightning.
     from trilemma_bench.bench.harness import run_bench
 
-    run_bench(bench_args(tmp_path, method="ddpm", nfe=[2, 5, 10], seeds=[0, 1]))
+    run_bench(bench_args(tmp_path, method="ddpm-fixedlarge", nfe=[2, 5, 10], seeds=[0, 1]))
     table = read_results(tmp_path)
+    table = table[table["method"] != "real"]
     assert len(table) == 6
     assert not table.duplicated(list(KEY)).any()
     cells = set(map(tuple, table[["nfe", "seed"]].to_numpy().tolist()))
@@ -357,11 +395,52 @@ def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> N
 
 
 def test_dry_run_counts_each_nfe_and_picks_a_short_warmup(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.harness import WARMUP_NFE, config_from_args, dry_run_nfe
+    from trilemma_bench.bench.config import WARMUP_NFE, config_from_args, dry_run
 
-    counted, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddpm", nfe=[3, 1000])))
-    assert counted == {3: 3, 1000: 1000} and warmup == 3
-    counted, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddim", nfe=[3, 100])))
-    assert counted == {3: 4, 100: 100}  # DDIM's uniform skip, range(0, T, T // 3), makes 4 calls: measured
-    _, warmup = dry_run_nfe(config_from_args(bench_args(tmp_path, method="ddpm", nfe=[1000])))
-    assert warmup == WARMUP_NFE
+    plan = dry_run(config_from_args(bench_args(tmp_path, method="ddpm-fixedsmall", nfe=[3, 1000])))
+    assert plan.counted == {3: 3, 1000: 1000} and plan.warmup == {3: 3, 1000: WARMUP_NFE}
+    plan = dry_run(config_from_args(bench_args(tmp_path, method="ddim", nfe=[3, 100])))
+    assert plan.counted == {3: 4, 100: 100}  # DDIM's uniform skip, range(0, T, T // 3), makes 4 calls: measured
+
+
+# ------------------------------------------------------------------------------------------ provenance
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_a_bench_run_leaves_the_dirty_flag_as_it_was(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """Results, reports and docs a run writes into the checkout are output, not a change to the code."""
+    from trilemma_bench.bench import provenance
+    from trilemma_bench.bench.harness import run_bench
+
+    repo = tmp_path / "repo"
+    (repo / "trilemma_bench").mkdir(parents=True)
+    (repo / "trilemma_bench" / "code.py").write_text("x = 1\n")
+    (repo / "results").mkdir()
+    (repo / "results" / "results.csv").write_text("old\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "init")
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", repo / "trilemma_bench")
+    assert not provenance.git_commit().endswith("+dirty")
+
+    run_bench(bench_args(repo / "results", nfe=[2]))  # rewrites the tracked results/results.csv
+    table = read_results(repo / "results")
+    assert not table["git_commit"].str.endswith("+dirty").any()
+    assert not provenance.git_commit().endswith("+dirty")
+    (repo / "trilemma_bench" / "code.py").write_text("x = 2\n")
+    assert provenance.git_commit().endswith("+dirty")
+
+
+def test_rows_hold_no_absolute_path_of_this_machine(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import run_bench
+
+    run_bench(bench_args(tmp_path, nfe=[2]))
+    text = results_path(tmp_path).read_text()
+    assert str(cache) not in text and str(tmp_path) not in text
+    table = read_results(tmp_path)
+    cells = table[table["method"] != "real"]
+    assert cells["checkpoint_path"].str.startswith("<cache>/checkpoints/toy2d/").all()

@@ -12,7 +12,7 @@ from trilemma_bench.presets import PRESETS
 
 def test_paper_preset_is_the_ddpm_cifar10_network() -> None:
     # Ho et al. 2020, App. B: 35.7M parameters for CIFAR-10.
-    assert abs(count_params(build_net(PRESETS["paper"].net)) / 1e6 - 35.7) < 0.05
+    assert abs(count_params(build_net(PRESETS["paper"].train_config("ddpm").net)) / 1e6 - 35.7) < 0.05
 
 
 @pytest.mark.parametrize("name", ["smoke", "digits", "small"])
@@ -22,7 +22,7 @@ def test_preset_networks_keep_the_data_shape(name: str) -> None:
     preset = PRESETS[name]
     shape = DATASETS[preset.dataset].shape
     x = torch.randn(3, *shape)
-    out = build_net(preset.net)(x, torch.tensor([0, 500, 999]))
+    out = build_net(preset.train_config("ddpm").net)(x, torch.tensor([0, 500, 999]))
     assert out.shape == x.shape
 
 

@@ -7,10 +7,19 @@ import torch
 from torch import nn
 
 from trilemma_bench import samplers
+from trilemma_bench.denoisers import Denoiser, GeneratorNoise, eps_denoiser
 from trilemma_bench.schedules import alphas_cumprod, linear_betas
 
 T = 1000
 ALPHA_BAR = alphas_cumprod(linear_betas(T))
+
+
+def model(net: nn.Module, alpha_bar: torch.Tensor = ALPHA_BAR) -> Denoiser:
+    return eps_denoiser(net, alpha_bar)
+
+
+def noise(seed: int) -> GeneratorNoise:
+    return GeneratorNoise(torch.Generator().manual_seed(seed))
 
 
 class GaussianOptimalEps(nn.Module):
@@ -60,8 +69,8 @@ M, S, N = 0.3, 0.5, 20_000
 @pytest.mark.parametrize("variance", ["fixedsmall", "fixedlarge"])
 def test_ddpm_1000_steps_reproduces_gaussian(variance: str) -> None:
     x_T = torch.randn(N, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    x0 = samplers.ddpm_sample(GaussianOptimalEps(M, S), ALPHA_BAR, x_T, variance=variance, clip_x0=False,
-                              generator=torch.Generator().manual_seed(2))
+    x0 = samplers.ddpm_sample(model(GaussianOptimalEps(M, S)), x_T, variance=variance, clip_x0=False,
+                              noise=noise(2))
     assert abs(x0.mean().item() - M) < 0.02
     assert abs(x0.std().item() / S - 1) < 0.03
 
@@ -80,7 +89,7 @@ def ddim_gaussian_std(seq: list[int]) -> float:
 @pytest.mark.parametrize("skip", ["uniform", "quad"])
 def test_ddim_50_steps_reproduces_gaussian(skip: str) -> None:
     x_T = torch.randn(N, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    x0 = samplers.ddim_sample(GaussianOptimalEps(M, S), ALPHA_BAR, x_T, nfe=50, skip=skip)
+    x0 = samplers.ddim_sample(model(GaussianOptimalEps(M, S)), x_T, nfe=50, skip=skip)
     expected_std = ddim_gaussian_std(samplers.ddim_timesteps(T, 50, skip))
     # DDIM preserves the mean exactly; its std is the closed form above up to sampling error (std of a
     # std ratio is 1/sqrt(2N) = 0.5%, so 1.5% is 3 standard errors).
@@ -93,7 +102,7 @@ def test_ddim_50_steps_reproduces_gaussian(skip: str) -> None:
 def test_wrong_model_fails_gaussian_check() -> None:
     """The closed-form check has teeth: the optimal predictor for another variance misses the tolerance."""
     x_T = torch.randn(N, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    x0 = samplers.ddim_sample(GaussianOptimalEps(M, 0.7 * S), ALPHA_BAR, x_T, nfe=50)
+    x0 = samplers.ddim_sample(model(GaussianOptimalEps(M, 0.7 * S)), x_T, nfe=50)
     assert abs(x0.std().item() / S - 1) > 0.1
 
 
@@ -122,8 +131,7 @@ def test_ddim_matches_diffusers_step_for_step(eta: float, nfe: int) -> None:
 
     # Same schedule values on both sides: diffusers rounds alpha_bar to float32 (checked apart below).
     ours = Recorder(net)
-    out = samplers.ddim_sample(ours, sched.alphas_cumprod.double(), x_T, nfe=nfe, eta=eta,
-                               generator=torch.Generator().manual_seed(7))
+    out = samplers.ddim_sample(model(ours, sched.alphas_cumprod.double()), x_T, nfe=nfe, eta=eta, noise=noise(7))
 
     assert_steps_match(ours, out, sched, net, torch.Generator().manual_seed(7), eta=eta)
 
@@ -152,17 +160,43 @@ def test_ddpm_matches_diffusers_posterior(variance: str, diffusers_variance: str
     x_T = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     ours = Recorder(net)
-    out = samplers.ddpm_sample(ours, ALPHA_BAR, x_T, variance=variance, clip_x0=clip,
-                               generator=torch.Generator().manual_seed(3))
+    out = samplers.ddpm_sample(model(ours), x_T, variance=variance, clip_x0=clip, noise=noise(3))
     assert_steps_match(ours, out, sched, net, torch.Generator().manual_seed(3))
 
 
-def test_respaced_ddpm_with_all_steps_is_the_full_chain() -> None:
-    net = TinyEps()
-    x_T = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
-    full = samplers.ddpm_sample(net, ALPHA_BAR, x_T, generator=torch.Generator().manual_seed(1))
-    same = samplers.ddpm_sample(net, ALPHA_BAR, x_T, timesteps=range(T), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(full, same)
+@pytest.mark.parametrize("variance,diffusers_variance", [("fixedsmall", "fixed_small"), ("fixedlarge", "fixed_large")])
+@pytest.mark.parametrize("nfe", [10, 50])
+@pytest.mark.parametrize("clip", [False, True])
+def test_respaced_ddpm_matches_diffusers_custom_timesteps(variance: str, diffusers_variance: str, nfe: int,
+                                                          clip: bool) -> None:
+    """The respaced chain against an independent implementation: diffusers' DDPMScheduler given our
+    subsequence as custom timesteps recomputes each step's beta from alpha_bar of the kept steps
+    (beta = 1 - a_t / a_prev), the posterior mean (Ho et al. Eq. 7) and the variance beta or beta-tilde."""
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDPMScheduler(num_train_timesteps=T, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                                    clip_sample=clip, variance_type=diffusers_variance)
+    steps = samplers.ddpm_respaced_timesteps(T, nfe)
+    sched.set_timesteps(timesteps=list(reversed(steps)))
+    sched.betas, sched.alphas, sched.alphas_cumprod = (linear_betas(T), 1 - linear_betas(T), ALPHA_BAR)
+    sched.one = torch.tensor(1.0, dtype=torch.float64)
+    net = TinyEps().double()
+    x_T = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    ours = Recorder(net)
+    out = samplers.ddpm_sample(model(ours), x_T, timesteps=steps, variance=variance, clip_x0=clip, noise=noise(5))
+    assert len(ours.calls) == nfe
+    assert_steps_match(ours, out, sched, net, torch.Generator().manual_seed(5))
+
+
+def test_respaced_fixedlarge_adds_the_noise_the_issue_measured() -> None:
+    """sigma^2 = beta of the respaced chain before its last step: std 0.36 / 0.18 / 0.08 / 0.05 at NFE
+    10 / 20 / 50 / 100, which is why fixedlarge leaves visible noise at few steps (fixedsmall's is smaller)."""
+    for nfe, want in [(10, 0.36), (20, 0.18), (50, 0.08), (100, 0.05)]:
+        steps = samplers.ddpm_respaced_timesteps(T, nfe)
+        beta = 1 - ALPHA_BAR[steps[1]] / ALPHA_BAR[steps[0]]
+        assert float(beta.sqrt()) == pytest.approx(want, abs=0.006)
+        tilde = beta * (1 - ALPHA_BAR[steps[0]]) / (1 - ALPHA_BAR[steps[1]])
+        assert float(tilde.sqrt()) < 0.5 * want
 
 
 @pytest.mark.parametrize("nfe", [1, 7, 10, 30, 100, 1000])
@@ -175,22 +209,16 @@ def test_counted_nfe_equals_network_calls(name: str, nfe: int) -> None:
     x = torch.randn(1, 2, 4, 4)
     if name == "ddpm":
         steps = None if nfe == T else samplers.ddpm_respaced_timesteps(T, nfe)
-        samplers.ddpm_sample(counted, ALPHA_BAR, x, timesteps=steps)
+        samplers.ddpm_sample(model(counted), x, timesteps=steps, noise=noise(0))
         expected = T if steps is None else len(steps)
     else:
         skip = "quad" if name == "ddim-quad" else "uniform"
-        samplers.ddim_sample(counted, ALPHA_BAR, x, nfe=nfe, skip=skip, eta=1.0 if name == "ddim-eta1" else 0.0)
+        samplers.ddim_sample(model(counted), x, nfe=nfe, skip=skip, eta=1.0 if name == "ddim-eta1" else 0.0,
+                             noise=noise(0))
         expected = len(samplers.ddim_timesteps(T, nfe, skip))
     assert counted.nfe == len(hook_calls) == expected
     if name == "ddpm" or nfe in (1, 10, 100, 1000) or name == "ddim-quad":
         assert counted.nfe == nfe  # the requested budget is met exactly on the grid the benchmark uses
-
-
-def test_per_image_noise_is_batch_independent() -> None:
-    a = samplers.per_image_noise((1, 4, 4), [3, 4, 5])
-    b = samplers.per_image_noise((1, 4, 4), [5])
-    torch.testing.assert_close(a[2], b[0])
-    assert not torch.equal(a[0], a[1])
 
 
 def test_bad_nfe_is_refused() -> None:

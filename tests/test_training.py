@@ -13,11 +13,11 @@ from trilemma_bench.cli import main
 from trilemma_bench.data import TOY2D_CENTERS, TOY2D_STD
 from trilemma_bench.methods import get_method
 from trilemma_bench.metrics import modes_toy2d
+from trilemma_bench.noise import ImageNoise, initial_noise
 from trilemma_bench.presets import get_preset
-from trilemma_bench.samplers import per_image_noise
 from trilemma_bench.train import train_model
 
-SMOKE = get_preset("smoke").replace(train_steps=2500)
+SMOKE = get_preset("smoke").with_steps(2500)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_loss_falls_on_toy2d(trained) -> None:
 
 def test_samples_land_near_the_25_modes(trained) -> None:
     model, _, _ = trained
-    x_T = per_image_noise((2,), range(2000))
-    x = get_method("ddpm").sample(model, x_T, 100, generator=torch.Generator().manual_seed(0))
+    x_T = initial_noise((2,), 0, range(2000))
+    x = get_method("ddpm-fixedlarge").sample(model, x_T, 100, noise=ImageNoise(0, range(2000)))
     got = modes_toy2d(x, TOY2D_CENTERS, TOY2D_STD)
     noise = modes_toy2d(x_T, TOY2D_CENTERS, TOY2D_STD)
     # Within 3 std (0.15) of a mode: 7.6% of pure noise by area; the fully trained smoke preset (8,000 steps)
@@ -66,7 +66,7 @@ def test_checkpoint_is_reused_not_retrained(trained, monkeypatch: pytest.MonkeyP
 def test_checkpoint_for_another_configuration_is_refused(trained) -> None:
     _, _, root = trained
     with pytest.raises(CheckpointError, match="train_steps: checkpoint has 2500, asked for 2501"):
-        train_model("ddpm", SMOKE.replace(train_steps=2501), device="cpu", root=root)
+        train_model("ddpm", SMOKE.with_steps(2501), device="cpu", root=root)
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -80,6 +80,8 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_cli_reports_user_errors_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--method", "nope", "--preset", "smoke"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["bench", "--method", "ddpm", "--preset", "smoke"]) == 2
+    assert "'ddpm' is a model; its methods are ddpm-fixedlarge, ddpm-fixedsmall" in capsys.readouterr().err
     assert main(["train", "--method", "ddpm", "--preset", "smoke", "--dataset", "mnist"]) == 2
     assert "sized for toy2d" in capsys.readouterr().err
     assert main(["train", "--method", "ddpm", "--preset", "smoke", "--threads", "0"]) == 2
@@ -98,3 +100,23 @@ def test_cli_sample_writes_a_grid(trained, tmp_path: Path, monkeypatch: pytest.M
     finally:
         torch.set_num_threads(threads)
     assert out.stat().st_size > 1000
+
+
+def test_validation_loss_moves_only_with_the_weights() -> None:
+    """Fixed noise and t grid: two evaluations of the same weights agree, and training's stream is untouched."""
+    from trilemma_bench.train import build_model
+
+    model = build_model("ddpm", SMOKE)
+    logged: list[float] = []
+    model.log = lambda name, value, **kwargs: logged.append(float(value))
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    model.validation_step((x, None), 0)
+    torch.manual_seed(2)
+    model.validation_step((x, None), 0)
+    assert logged[0] == logged[1]
+    torch.manual_seed(3)
+    model.validation_step((x, None), 0)
+    after = torch.rand(4)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(4))

@@ -17,7 +17,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="ddim", help="method (ddpm, ddim, ...); see `trilemma-bench methods`")
+    p.add_argument("--method", default="ddim",
+                   help="method (ddim, ddpm-fixedsmall, ...; `train` also takes a model name such as ddpm); "
+                        "see `trilemma-bench methods`")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="size preset (default: %(default)s)")
     p.add_argument("--dataset", default=None, help="dataset (default: the preset's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or reuse) the model a method needs")
     _common(p)
+    p.add_argument("--nfe", type=int, default=None, help="for methods with one model per NFE (DDGAN's T)")
 
     p = sub.add_parser("sample", help="draw a sample grid")
     _common(p)
@@ -51,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--extractor", default=None, choices=["domain", "inception", "raw"])
     p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--repeats", type=int, default=3, help="timed batches at least (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed batches at least (default: 5); the published ms/image is their median")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -72,35 +76,40 @@ def _preset(args: argparse.Namespace):
 
     preset = resolve_preset(PRESETS[args.preset], args.dataset)
     if args.steps is not None:
-        preset = preset.replace(train_steps=args.steps)
+        preset = preset.with_steps(args.steps)
     return preset
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .methods import get_method
+    from .methods import MODELS, get_method
     from .train import train_model
 
-    method = get_method(args.method)
-    train_model(method.model, _preset(args), device=args.device, retrain=args.retrain)
+    # A model name trains that model; a method name trains the model it samples from.
+    if args.method in MODELS:
+        spec = args.method
+    else:
+        method = get_method(args.method)
+        spec = method.spec_for(args.nfe if args.nfe is not None else method.default_nfe[0])
+    train_model(spec, _preset(args), device=args.device, retrain=args.retrain)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    import torch
-
+    from .bench.config import resolve_device
     from .grid import save_samples
     from .methods import get_method
+    from .noise import ImageNoise, initial_noise
     from .report_utils import log
-    from .samplers import CountingModel, per_image_noise
+    from .samplers import CountingModel
     from .train import train_model
 
     method, preset = get_method(args.method), _preset(args)
-    model, _ = train_model(method.model, preset, device=args.device, retrain=args.retrain)
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = resolve_device(args.device)
+    model, _ = train_model(method.spec_for(args.nfe), preset, device=device.type, retrain=args.retrain)
     model = model.to(device)
     net = CountingModel(model.denoiser())
-    x_T = per_image_noise(_shape(preset),
-                          range(args.seed * 1_000_000, args.seed * 1_000_000 + args.n), device)
-    x = method.sample(model, x_T, args.nfe, net=net, generator=torch.Generator(device).manual_seed(args.seed))
+    # The same streams as the benchmark's: image i of --seed here is image i of that seed's cells.
+    x_T = initial_noise(_shape(preset), args.seed, range(args.n), device)
+    x = method.sample(model, x_T, args.nfe, net=net, noise=ImageNoise(args.seed, range(args.n)))
     save_samples(x, args.out, title=f"{method.name}, {net.nfe} NFE")
     log(f"{args.n} samples from {method.name} at {net.nfe} NFE -> {args.out}")
 
@@ -135,7 +144,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
     from .methods import METHODS
 
     for m in METHODS.values():
-        print(f"{m.name:8s} model={m.model:6s} sampler={m.sampler:22s} NFE={list(m.default_nfe)}  {m.description}")
+        print(f"{m.name:16s} model={m.model:6s} sampler={m.sampler:22s} NFE={list(m.default_nfe)}  {m.description}")
     for p in PRESETS.values():
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 

@@ -53,17 +53,19 @@ class DatasetInfo:
     shape: tuple[int, ...]  # (C, H, W) for images, (2,) for toy2d
     num_classes: int  # modes for toy2d (25) and stacked-mnist (1000)
     is_image: bool
+    # Intensity levels of the native pixel grid (x = 2k/(levels-1) - 1): what a saved image can hold.
+    levels: int | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
         DatasetInfo("toy2d", (2,), 25, False),
-        DatasetInfo("digits", (1, 8, 8), 10, True),
-        DatasetInfo("mnist", (1, 28, 28), 10, True),
-        DatasetInfo("fashion-mnist", (1, 28, 28), 10, True),
-        DatasetInfo("stacked-mnist", (3, 28, 28), 1000, True),
-        DatasetInfo("cifar10", (3, 32, 32), 10, True),
+        DatasetInfo("digits", (1, 8, 8), 10, True, levels=17),  # sklearn's digits count 0..16
+        DatasetInfo("mnist", (1, 28, 28), 10, True, levels=256),
+        DatasetInfo("fashion-mnist", (1, 28, 28), 10, True, levels=256),
+        DatasetInfo("stacked-mnist", (3, 28, 28), 1000, True, levels=256),
+        DatasetInfo("cifar10", (3, 32, 32), 10, True, levels=256),
     )
 }
 

@@ -1,9 +1,11 @@
-"""Samplers as pure functions over an eps-prediction network and a beta schedule.
+"""Samplers as pure functions over one denoiser contract.
 
-Contract (shared by every sampler, as in k-diffusion): ``sampler(eps_model, alpha_bar, x_T, ...) -> x_0``
-where ``eps_model(x, t)`` takes integer timesteps ``t`` (shape ``[B]``, 0-based as in Ho et al.'s code) and
-``alpha_bar`` is the float64 cumulative product of the training schedule. Samplers never count
-network evaluations: wrap the network in ``CountingModel`` for that, so NFE is measured, not assumed.
+Contract (shared by every sampler, as in k-diffusion): ``sampler(model, x_T, *, ..., noise) -> x_0`` where
+``model`` is a :class:`~trilemma_bench.denoisers.Denoiser`: ``model(x, t)`` predicts eps at index times
+``t`` (shape ``[B]``, 0-based as in Ho et al.'s code) and ``model.alpha_bar`` is the float64 alpha-bar
+table of its grid. Stochastic samplers draw through ``noise.randn_like(x)`` (per-image streams in
+benchmarks, :mod:`trilemma_bench.noise`). Samplers never count network evaluations: wrap the network in
+``CountingModel`` for that, so NFE is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-EpsModel = Callable[[Tensor, Tensor], Tensor]
+from .denoisers import Denoiser, NoiseSource
 
 
 class CountingModel(nn.Module):
@@ -28,14 +30,6 @@ class CountingModel(nn.Module):
     def forward(self, *args, **kwargs) -> Tensor:
         self.nfe += 1
         return self.model(*args, **kwargs)
-
-
-def per_image_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu") -> Tensor:
-    """One generator per image (as in EDM's generate.py), so image i is the same whatever the batch size."""
-    out = torch.empty((len(seeds), *shape))
-    for i, seed in enumerate(seeds):
-        out[i] = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed)))
-    return out.to(device)
 
 
 def ddim_timesteps(num_train_steps: int, nfe: int, skip: str = "uniform") -> list[int]:
@@ -59,42 +53,42 @@ def _batch_t(t: int, x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def ddim_sample(
-    eps_model: EpsModel,
-    alpha_bar: Tensor,
+    model: Denoiser,
     x: Tensor,
     *,
     nfe: int,
     eta: float = 0.0,
     skip: str = "uniform",
     clip_x0: bool = False,
-    generator: torch.Generator | None = None,
+    noise: NoiseSource | None = None,
 ) -> Tensor:
     """Song et al. 2021, Eq. 12: the generalized (eta) step from t to s = previous timestep, s=-1 meaning a_s=1."""
-    a = alpha_bar.double().to(x.device)
+    a = model.alpha_bar.to(x.device)
     seq = ddim_timesteps(len(a), nfe, skip)
+    if eta > 0 and noise is None:
+        raise ValueError("DDIM with eta > 0 is stochastic: pass a noise source")
     for t, s in zip(reversed(seq), reversed([-1, *seq[:-1]])):
         a_t, a_s = a[t], (a[s] if s >= 0 else a.new_tensor(1.0))
-        eps = eps_model(x, _batch_t(t, x))
+        eps = model(x, _batch_t(t, x))
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         c1 = eta * ((1 - a_t / a_s) * (1 - a_s) / (1 - a_t)).sqrt()
         c2 = (1 - a_s - c1**2).clamp(min=0).sqrt()
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else 0.0
+        z = noise.randn_like(x) if eta > 0 else 0.0
         x = (a_s.sqrt() * x0 + c1 * z + c2 * eps).to(x.dtype)
     return x
 
 
 @torch.no_grad()
 def ddpm_sample(
-    eps_model: EpsModel,
-    alpha_bar: Tensor,
+    model: Denoiser,
     x: Tensor,
     *,
     timesteps: Sequence[int] | None = None,
     variance: str = "fixedlarge",
     clip_x0: bool = True,
-    generator: torch.Generator | None = None,
+    noise: NoiseSource | None = None,
 ) -> Tensor:
     """Ho et al. 2020, Algorithm 2, via the posterior q(x_{t-1} | x_t, x0_hat) as in their code.
 
@@ -102,13 +96,17 @@ def ddpm_sample(
     the betas between kept steps are recomputed from alpha_bar, so the full chain is the special case.
     ``variance``: 'fixedlarge' (sigma^2 = beta_t) or 'fixedsmall' (the posterior variance beta_tilde_t).
     """
-    a_full = alpha_bar.double().to(x.device)
+    if variance not in ("fixedlarge", "fixedsmall"):
+        raise ValueError(f"unknown variance {variance!r}: use 'fixedlarge' or 'fixedsmall'")
+    if noise is None:
+        raise ValueError("ancestral sampling is stochastic: pass a noise source")
+    a_full = model.alpha_bar.to(x.device)
     steps = list(range(len(a_full))) if timesteps is None else list(timesteps)
     a = a_full[steps]
     a_prev = torch.cat([a.new_ones(1), a[:-1]])
     beta = 1 - a / a_prev
     for i in reversed(range(len(steps))):
-        eps = eps_model(x, _batch_t(steps[i], x))
+        eps = model(x, _batch_t(steps[i], x))
         x0 = (x - (1 - a[i]).sqrt() * eps) / a[i].sqrt()
         if clip_x0:
             x0 = x0.clamp(-1, 1)
@@ -117,14 +115,8 @@ def ddpm_sample(
         if i == 0:
             x = mean.to(x.dtype)
             break
-        if variance == "fixedlarge":
-            var = beta[i]
-        elif variance == "fixedsmall":
-            var = beta[i] * (1 - a_prev[i]) / (1 - a[i])
-        else:
-            raise ValueError(f"unknown variance {variance!r}: use 'fixedlarge' or 'fixedsmall'")
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = (mean + var.sqrt() * z).to(x.dtype)
+        var = beta[i] if variance == "fixedlarge" else beta[i] * (1 - a_prev[i]) / (1 - a[i])
+        x = (mean + var.sqrt() * noise.randn_like(x)).to(x.dtype)
     return x
 
 

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .checkpoints import checkpoint_path, load_checkpoint
 from .data import DATASETS, TrilemmaDataModule
-from .methods import MODELS
+from .methods import MODELS, ModelSpec
 from .presets import Preset
 from .report_utils import log
 
@@ -32,41 +32,44 @@ def resolve_preset(preset: Preset, dataset: str | None) -> Preset:
     return preset.replace(dataset=dataset)
 
 
-def build_model(model_name: str, preset: Preset) -> L.LightningModule:
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}: choose one of {', '.join(MODELS)}")
-    return MODELS[model_name](
-        preset.net,
-        num_train_timesteps=preset.num_train_timesteps,
-        beta_schedule=preset.beta_schedule,
-        lr=preset.lr,
-        warmup_steps=preset.warmup_steps,
-        ema_decay=preset.ema_decay,
-        grad_clip=preset.grad_clip,
-        clip_x0=DATASETS[preset.dataset].is_image,
-        training_config=preset.training_config(),
-    )
+def _spec(model: str | ModelSpec) -> ModelSpec:
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model)
+    if spec.name not in MODELS:
+        raise ValueError(f"unknown model {spec.name!r}: choose one of {', '.join(MODELS)}")
+    return spec
 
 
-def train_model(model_name: str, preset: Preset, *, device: str = "auto", retrain: bool = False,
+def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
+    """An untrained model of ``model`` (a name or a variant) configured by ``preset``."""
+    spec = _spec(model)
+    cfg = preset.train_config(spec.name)
+    if spec.options:
+        cfg = cfg.with_options(**spec.options)
+    return MODELS[spec.name].from_config(cfg, is_image=DATASETS[preset.dataset].is_image,
+                                         training_config=preset.training_config(spec.name, spec.options))
+
+
+def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto", retrain: bool = False,
                 root: Path | None = None, seed: int = 0) -> tuple[L.LightningModule, Path]:
     """Return the trained model for (model, preset), training it only when no valid checkpoint exists."""
-    path = checkpoint_path(model_name, preset.name, preset.dataset, root)
+    spec = _spec(model)
+    cfg = preset.train_config(spec.name)
+    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
     if path.exists() and not retrain:
         log(f"reusing checkpoint {path}")
-        return load_checkpoint(MODELS[model_name], path, preset.training_config()), path
+        return load_checkpoint(MODELS[spec.name], path, preset.training_config(spec.name, spec.options)), path
 
     L.seed_everything(seed, verbose=False)
-    model = build_model(model_name, preset)
-    data = TrilemmaDataModule(preset.dataset, batch_size=preset.batch_size, seed=seed)
+    module = build_model(spec, preset)
+    data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size, seed=seed)
     interactive = sys.stdout.isatty()
-    val_every = max(1, preset.train_steps // 10)
+    val_every = max(1, cfg.train_steps // 10)
     trainer = L.Trainer(
-        max_steps=preset.train_steps,
+        max_steps=cfg.train_steps,
         accelerator="cpu" if device == "cpu" else ("gpu" if device == "cuda" else "auto"),
         devices=1,
-        logger=CSVLogger(path.parent / "logs", name=f"{model_name}-{preset.name}"),
-        callbacks=[RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=max(1, preset.train_steps // 20))],
+        logger=CSVLogger(path.parent / "logs", name=f"{spec.tag}-{preset.name}"),
+        callbacks=[RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=max(1, cfg.train_steps // 20))],
         enable_checkpointing=False,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -75,9 +78,9 @@ def train_model(model_name: str, preset: Preset, *, device: str = "auto", retrai
         limit_val_batches=4,
         num_sanity_val_steps=0,
     )
-    log(f"training {model_name} on {preset.dataset} (preset {preset.name}, {preset.train_steps} steps)")
+    log(f"training {spec.tag} on {preset.dataset} (preset {preset.name}, {cfg.train_steps} steps)")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -85,7 +88,7 @@ def train_model(model_name: str, preset: Preset, *, device: str = "auto", retrai
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint behind
     log(f"trained in {seconds:.0f} s; checkpoint {path}")
     _plot_loss(Path(trainer.logger.log_dir) / "metrics.csv", path.with_suffix(".loss.png"))
-    return model.eval(), path
+    return module.eval(), path
 
 
 def _plot_loss(metrics_csv: Path, out: Path) -> None:
@@ -98,13 +101,18 @@ def _plot_loss(metrics_csv: Path, out: Path) -> None:
     if not metrics_csv.exists():
         return
     df = pd.read_csv(metrics_csv)
+    # Every logged loss: DDPM's eps-MSE, a GAN's generator, discriminator and R1 terms, VDM's bits/dim terms.
+    curves = [c for c in df.columns if c.startswith(("train/", "val/"))]
+    if not curves:
+        return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for col, label in (("train/loss", "train"), ("val/loss", "validation")):
-        if col in df:
-            d = df[["step", col]].dropna()
-            ax.plot(d["step"], d[col], label=label, marker="o" if label == "validation" else None, lw=1)
-    ax.set(xlabel="training step", ylabel="eps-prediction MSE", yscale="log", title=out.stem)
-    ax.legend()
+    positive = True
+    for col in curves:
+        d = df[["step", col]].dropna()
+        positive &= bool((d[col] > 0).all())
+        ax.plot(d["step"], d[col], label=col, marker="o" if col.startswith("val/") else None, lw=1, ms=3)
+    ax.set(xlabel="training step", ylabel="loss", yscale="log" if positive else "linear", title=out.stem)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -39,7 +39,7 @@ import pandas as pd
 
 BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline" / "smoke.csv"
 PRESET = "smoke"
-METHODS = ("ddim", "ddpm")
+METHODS = ("ddim", "ddpm-fixedlarge", "ddpm-fixedsmall")
 NFE = (10, 20, 50, 100)
 SEEDS = (0, 1, 2)
 BATCH = 500  # 4 batches of the smoke preset's 2000 samples: four timed repeats, no extra sampling

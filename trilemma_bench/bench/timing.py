@@ -38,16 +38,19 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-# Dense peak FLOP/s from the vendors' datasheets (no structured sparsity); "fp32" is the non-tensor-core
-# rate, what PyTorch uses for float32 matmuls by default (TF32 off). Matched by substring of the
-# device name, first match wins: the PCIe H100 must come before the generic H100 (SXM) entry.
+# Dense peak FLOP/s from the vendors' datasheets (the sparsity figures halved): "float32" is the
+# non-tensor-core rate, "tf32" the tensor-core rate float32 matmuls get when TF32 is allowed, "bfloat16"
+# the tensor-core rate under bf16 autocast. Matched by substring of the device name, first match wins:
+# the NVL and PCIe parts (lower clocks and power) must come before the generic H100/H200 (SXM) entries.
 PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H100 PCIe", {"bfloat16": 756e12, "float32": 51.2e12}),
-    ("H100", {"bfloat16": 989.4e12, "float32": 66.9e12}),
-    ("H200", {"bfloat16": 989.4e12, "float32": 66.9e12}),
-    ("A100", {"bfloat16": 312e12, "float32": 19.5e12}),
-    ("L40S", {"bfloat16": 362e12, "float32": 91.6e12}),
-    ("L4", {"bfloat16": 121e12, "float32": 30.3e12}),
+    ("H100 NVL", {"bfloat16": 835e12, "tf32": 417.5e12, "float32": 60e12}),
+    ("H100 PCIe", {"bfloat16": 756e12, "tf32": 378e12, "float32": 51.2e12}),
+    ("H100", {"bfloat16": 989.4e12, "tf32": 494.7e12, "float32": 66.9e12}),
+    ("H200 NVL", {"bfloat16": 835e12, "tf32": 417.5e12, "float32": 60e12}),
+    ("H200", {"bfloat16": 989.4e12, "tf32": 494.7e12, "float32": 66.9e12}),
+    ("A100", {"bfloat16": 312e12, "tf32": 156e12, "float32": 19.5e12}),
+    ("L40S", {"bfloat16": 362e12, "tf32": 183e12, "float32": 91.6e12}),
+    ("L4", {"bfloat16": 121e12, "tf32": 60e12, "float32": 30.3e12}),
 ]
 
 
@@ -72,11 +75,26 @@ def peak_flops(device_name: str, dtype: str) -> float:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (the thread count is recorded in a column of its own)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return f"{match.group(1).strip() if match else 'cpu'} ({torch.get_num_threads()} threads)"
+    return match.group(1).strip() if match else "cpu"
+
+
+def math_precision(device: torch.device, dtype: str) -> dict[str, Any]:
+    """The precision a network's matmuls actually run in, and the switches that decide it.
+
+    float32 on a GPU runs on TF32 tensor cores when ``torch.backends.cuda.matmul.allow_tf32`` is on
+    (``set_float32_matmul_precision("high")`` turns it on); convolutions follow cuDNN's own flag.
+    ``peak_precision`` is the datasheet row the achieved FLOP/s are compared with.
+    """
+    if device.type != "cuda":
+        return {"tf32_matmul": False, "tf32_cudnn": False, "peak_precision": dtype}
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    peak = dtype if dtype == "bfloat16" else ("tf32" if matmul or cudnn else "float32")
+    return {"tf32_matmul": bool(matmul), "tf32_cudnn": bool(cudnn), "peak_precision": peak}
 
 
 class FlopProbe(nn.Module):
@@ -102,13 +120,14 @@ class FlopProbe(nn.Module):
         self.flops_per_call, self.batch = counter.get_total_flops(), x.shape[0]
         return out
 
-    def rates(self, nfe: int, timing: Timing, dtype: str) -> dict[str, float]:
-        """Network GFLOPs per image (one call's count x measured NFE), achieved TFLOP/s, % of the GPU's peak."""
+    def rates(self, nfe: int, timing: Timing, precision: str) -> dict[str, float]:
+        """Network GFLOPs per image (one call's count x measured NFE), achieved TFLOP/s, and % of the GPU's
+        peak for ``precision`` (float32, tf32 or bfloat16: what the matmuls ran in, see math_precision)."""
         if not self.flops_per_call or not self.batch:
             return {"gflops_per_image": math.nan, "achieved_tflops": math.nan, "pct_of_peak": math.nan}
         gflops = self.flops_per_call / self.batch * nfe / 1e9
         achieved = gflops * 1e9 * timing.images_per_s
-        peak = peak_flops(timing.device_name, dtype) if timing.device == "cuda" else math.nan
+        peak = peak_flops(timing.device_name, precision) if timing.device == "cuda" else math.nan
         return {
             "gflops_per_image": gflops,
             "achieved_tflops": achieved / 1e12,
@@ -118,7 +137,9 @@ class FlopProbe(nn.Module):
 
 @dataclass
 class Timing:
-    """What one timed run measured; ``ms_per_batch`` is the median over ``times_ms``."""
+    """What one timed run measured; ``ms_per_batch`` is the median over ``times_ms`` (``STATISTIC``)."""
+
+    STATISTIC = "median"
 
     batch_size: int
     times_ms: list[float]
@@ -196,7 +217,8 @@ def time_batches(
     device: torch.device | str,
     warmup: Callable[[], Any] | None = None,
     warmup_runs: int = 1,
-    min_repeats: int = 3,
+    min_repeats: int = 5,
+    after_batch: Callable[[int], Any] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     cpu_clock: Callable[[], float] = time.process_time,
 ) -> tuple[list[Tensor], Timing]:
@@ -204,6 +226,7 @@ def time_batches(
 
     ``warmup`` (default: sampling batch 0) runs ``warmup_runs`` times untimed first: it should exercise
     the same kernels at the same batch shape (lazy initialisation, allocator, autotuning, compilation).
+    ``after_batch(i)`` (a progress bar, say) runs after each timed batch, outside the timed region.
     Returns the samples of every batch, in order, and the timing.
     """
     device = torch.device(device)
@@ -233,6 +256,8 @@ def time_batches(
         cpu_times_ms.append((cpu_clock() - c0) * 1000.0)
         if i < n_batches:  # the extra repeats of batch 0 are timed only
             outputs.append(out)
+        if after_batch is not None:
+            after_batch(i)
 
     return outputs, Timing(
         batch_size=batch_size,

@@ -10,7 +10,10 @@ from torch import Tensor, nn
 
 from ..ema import EMA
 from ..nets import build_net
+from ..presets import TrainConfig
 from ..schedules import alphas_cumprod, make_betas
+
+VAL_SEED = 1234  # validation noise and times are the same at every evaluation: the curve shows the model
 
 
 class DDPM(L.LightningModule):
@@ -37,14 +40,23 @@ class DDPM(L.LightningModule):
         # Kept as a plain float64 attribute, not a buffer, so precision plugins never cast it down.
         self.alpha_bar = alphas_cumprod(make_betas(beta_schedule, num_train_timesteps))
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, *, is_image: bool, training_config: dict[str, Any]) -> DDPM:
+        return cls(cfg.net, num_train_timesteps=cfg.options["num_train_timesteps"],
+                   beta_schedule=cfg.options["beta_schedule"], lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                   ema_decay=cfg.ema_decay, grad_clip=cfg.grad_clip, clip_x0=is_image,
+                   training_config=training_config)
+
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (Ho et al. Eq. 4)."""
         a = self.alpha_bar.to(x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def loss(self, x0: Tensor) -> Tensor:
-        t = torch.randint(0, self.hparams.num_train_timesteps, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
+    def loss(self, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+        if t is None:
+            t = torch.randint(0, self.hparams.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        if noise is None:
+            noise = torch.randn_like(x0)
         return nn.functional.mse_loss(self.net(self.q_sample(x0, t, noise), t), noise)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -53,7 +65,14 @@ class DDPM(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.log("val/loss", self.loss(batch[0]), prog_bar=True)
+        # Fixed noise and an even grid of t (stratified over the batch), drawn from a generator of its own:
+        # the validation curve then moves only with the weights, and training's random stream is untouched.
+        x0 = batch[0]
+        g = torch.Generator().manual_seed(VAL_SEED + batch_idx)
+        T, n = self.hparams.num_train_timesteps, x0.shape[0]
+        t = ((torch.arange(n) + 0.5) * T / n).long().clamp(max=T - 1).to(x0.device)
+        noise = torch.randn(x0.shape, generator=g).to(x0.device)
+        self.log("val/loss", self.loss(x0, t, noise), prog_bar=True)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.ema.update(self.net)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..paths import sub_cache
 from ._cache import InvalidCacheError, atomic_save, digest_tensors, load_payload
-from .features import BatchedExtractor, data_module, dataset_info
+from .extractor import BatchedExtractor, data_module, dataset_info
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ._cache import file_sha1
-from .features import BatchedExtractor
+from .extractor import BatchedExtractor
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048

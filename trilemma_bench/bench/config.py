@@ -1,0 +1,177 @@
+"""What a ``bench`` run is asked to do, validated before any training or sampling.
+
+Bad input (unknown method, preset or dataset, an NFE the sampler refuses, two NFEs that make the same
+number of network calls, too few samples for k-NN metrics) is refused here with what to change: every
+NFE is dry-run on an untrained copy of its model whose network returns zeros, which costs only the
+sampler's arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import DATASETS
+from ..methods import Method, ModelSpec, get_method
+from ..noise import ImageNoise
+from ..presets import PRESETS, Preset
+from ..samplers import CountingModel
+
+PRDC_K = 5
+WARMUP_NFE = 10  # warm-up runs the sampler this many steps (fewer if the cell's NFE is smaller)
+MIN_REPEATS_CPU = 5  # timed batches at least: the published figure is their median
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    method: Method
+    preset: Preset
+    nfes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    num_samples: int
+    batch_size: int
+    device: torch.device
+    bf16: bool
+    compile: bool
+    extractor: str
+    results_dir: Path
+    retrain: bool = False
+    min_repeats: int = MIN_REPEATS_CPU
+
+    @property
+    def dtype(self) -> str:
+        return "bfloat16" if self.bf16 else "float32"
+
+    def spec_for(self, nfe: int) -> ModelSpec:
+        return self.method.spec_for(nfe)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """Validate the command line into a config; raises ValueError with what to change."""
+    from ..metrics.features import KINDS, default_extractor
+    from ..train import resolve_preset
+
+    method = get_method(args.method)
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    preset = resolve_preset(PRESETS[args.preset], getattr(args, "dataset", None))
+    preset.train_config(method.model)  # a preset without this method's model says so now
+    if getattr(args, "steps", None) is not None:
+        preset = preset.with_steps(args.steps)
+
+    nfes = tuple(getattr(args, "nfe", None) or method.default_nfe)
+    seeds = tuple(getattr(args, "seeds", None) or (0,))
+    bad = [n for n in nfes if not isinstance(n, int) or n < 1]
+    if bad:
+        raise ValueError(f"NFE must be positive integers, got {bad}")
+    if len(set(nfes)) != len(nfes) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"repeated NFE or seed in --nfe {list(nfes)} --seeds {list(seeds)}")
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be non-negative, got {list(seeds)}")
+
+    num_samples = getattr(args, "num_samples", None) or preset.num_samples
+    if num_samples < PRDC_K + 1:
+        raise ValueError(
+            f"--num-samples {num_samples} is too few: precision/recall/density/coverage use the {PRDC_K}-th "
+            f"nearest neighbour, so at least {PRDC_K + 1} samples are needed (hundreds for a meaningful number)"
+        )
+    repeats = getattr(args, "repeats", None)
+    if repeats is not None and repeats < 1:
+        raise ValueError(f"--repeats must be positive, got {repeats}")
+    min_repeats = int(repeats or MIN_REPEATS_CPU)
+    batch_size = getattr(args, "batch_size", None)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {batch_size}")
+    if batch_size is None:
+        # The preset's batch, made small enough that the sample set itself gives min_repeats timed batches:
+        # otherwise batch 0 is sampled again only to be timed (1000 digits at 500 a batch: +50% work).
+        batch_size = max(1, min(preset.sample_batch_size, num_samples // min_repeats))
+    batch_size = min(batch_size, num_samples)
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    extractor = getattr(args, "extractor", None) or default_extractor(preset.dataset)
+    if extractor not in KINDS:
+        raise ValueError(f"unknown extractor {extractor!r}: choose one of {', '.join(KINDS)}")
+    if not DATASETS[preset.dataset].is_image and extractor != "raw":
+        raise ValueError(
+            f"{preset.dataset} is not an image dataset: its extractor is 'raw', not {extractor!r}"
+        )
+    return BenchConfig(
+        method=method,
+        preset=preset,
+        nfes=nfes,
+        seeds=seeds,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        device=device,
+        bf16=bool(getattr(args, "bf16", False)),
+        compile=bool(getattr(args, "compile", False)),
+        extractor=extractor,
+        results_dir=Path(getattr(args, "results", None) or "results"),
+        retrain=bool(getattr(args, "retrain", False)),
+        min_repeats=min_repeats,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device here; use --device cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Per requested NFE: the network calls it makes (counted) and the NFE its warm-up samples at."""
+
+    counted: dict[int, int]
+    warmup: dict[int, int]
+
+
+def dry_run(cfg: BenchConfig) -> DryRun:
+    """Check every NFE on an untrained model whose network returns zeros.
+
+    A cell warms up on the same model, kernels and batch shape as its timed runs, but with few steps
+    (at most WARMUP_NFE, where the method can sample that few with the same model), so a 1000-NFE cell
+    does not pay a whole extra batch.
+    """
+    from ..train import build_model
+
+    models: dict[ModelSpec, object] = {}
+    x = torch.zeros(2, *DATASETS[cfg.preset.dataset].shape)
+
+    def count(nfe: int) -> int:
+        spec = cfg.spec_for(nfe)
+        if spec not in models:
+            models[spec] = build_model(spec, cfg.preset)
+        zero = CountingModel(lambda x_t, *args, **kwargs: torch.zeros_like(x_t))
+        cfg.method.sample(models[spec], x, nfe, net=zero, noise=ImageNoise(0, range(len(x))))
+        return zero.nfe
+
+    counted, warmup = {}, {}
+    for nfe in cfg.nfes:
+        try:
+            counted[nfe] = count(nfe)
+        except ValueError as err:
+            raise ValueError(f"method {cfg.method.name} cannot sample at NFE {nfe}: {err}") from None
+        warmup[nfe] = nfe
+        if nfe > WARMUP_NFE and cfg.spec_for(WARMUP_NFE) == cfg.spec_for(nfe):
+            try:
+                count(WARMUP_NFE)
+                warmup[nfe] = WARMUP_NFE
+            except ValueError:
+                pass  # a method with a fixed set of step counts warms up at the cell's own
+    same: dict[tuple[str, int], list[int]] = {}
+    for nfe, calls in counted.items():
+        same.setdefault((cfg.spec_for(nfe).tag, calls), []).append(nfe)
+    clashes = [f"{asked} all make {calls} network calls" for (_, calls), asked in same.items() if len(asked) > 1]
+    if clashes:
+        raise ValueError(
+            f"method {cfg.method.name}: {'; '.join(clashes)}, so their rows would be one cell; "
+            "ask for only one of each"
+        )
+    return DryRun(counted, warmup)
