@@ -444,3 +444,24 @@ def test_rows_hold_no_absolute_path_of_this_machine(cache: Path, tmp_path: Path)
     table = read_results(tmp_path)
     cells = table[table["method"] != "real"]
     assert cells["checkpoint_path"].str.startswith("<cache>/checkpoints/toy2d/").all()
+
+
+def test_a_latent_method_times_its_decoder_apart(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """A method with a decoder: the sampler and the decoder are timed apart, ms/image is their sum, and the
+    decoder's FLOPs are counted (here a 2 x 2 linear map: 8 FLOPs an image)."""
+    import dataclasses
+
+    from trilemma_bench import methods
+    from trilemma_bench.bench.harness import run_bench
+
+    scale = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        scale.weight.copy_(torch.eye(2))
+    latent = dataclasses.replace(methods.METHODS["ddim"], name="fake-latent", decoder=lambda model: scale)
+    monkeypatch.setitem(methods.METHODS, "fake-latent", latent)
+    row = run_bench(bench_args(tmp_path, method="fake-latent", nfe=[2]))[0]
+    plain = run_bench(bench_args(tmp_path / "plain", method="ddim", nfe=[2]))[0]
+    assert row["ms_per_image"] == pytest.approx(row["sampler_ms_per_image"] + row["decoder_ms_per_image"])
+    assert row["decoder_ms_per_image"] > 0
+    assert row["decoder_gflops_per_image"] == pytest.approx(8 / 1e9)
+    assert row["fid"] == pytest.approx(plain["fid"], rel=1e-6)  # an identity decoder changes no sample

@@ -36,8 +36,11 @@ def sample_cell(
     seed: int,
     warmup_nfe: int,
     after_batch: Callable[[], None] = lambda: None,
-) -> tuple[Tensor, Timing, int]:
-    """Timed sampling of all of ``x_T`` at ``nfe``: (samples on CPU in float32, timing, measured NFE)."""
+    decoder: torch.nn.Module | None = None,
+) -> tuple[Tensor, Timing, int, Timing | None]:
+    """Timed sampling of all of ``x_T`` at ``nfe``: (samples on CPU in float32, the sampler's timing, measured
+    NFE, the decoder's timing). A latent method's ``decoder`` maps the sampler's output to images; it is
+    timed apart, over the same fixed batches by the same protocol."""
     counter = CountingModel(net)
     B = cfg.batch_size
     n_full = len(x_T) // B
@@ -68,8 +71,16 @@ def sample_cell(
         after_batch()
     if len(set(counts)) != 1:
         log(f"[yellow]warning[/]: {cfg.method.name} made {sorted(set(counts))} network calls per batch at NFE {nfe}")
+    decode_timing = None
+    if decoder is not None:
+        def decode(i: int) -> Tensor:
+            with torch.no_grad(), precision(cfg.device, cfg.bf16):
+                return decoder(outputs[i])
+
+        decoded, decode_timing = time_batches(decode, n_full, B, device=cfg.device, min_repeats=cfg.min_repeats)
+        outputs = decoded + [decode(i) for i in range(n_full, len(outputs))]
     samples = torch.cat([o.float().cpu() for o in outputs])
-    return samples, timing, max(counts)
+    return samples, timing, max(counts), decode_timing
 
 
 def save_grid(cfg: BenchConfig, samples: Tensor, name: str, title: str) -> str:
@@ -118,8 +129,19 @@ def cell_row(
     timing: Timing,
     probe: FlopProbe,
     metrics: dict[str, Any],
+    decode_timing: Timing | None = None,
+    decoder_probe: FlopProbe | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    peak = math_precision(cfg.device, cfg.dtype)["peak_precision"]
+    decoding: dict[str, Any] = {}
+    ms_per_image = timing.ms_per_image
+    if decode_timing is not None and decoder_probe is not None:
+        # Sampling and decoding are timed apart; a latent method's time per image is their sum.
+        rates = decoder_probe.rates(1, decode_timing, peak)
+        decoding = {"sampler_ms_per_image": timing.ms_per_image, "decoder_ms_per_image": decode_timing.ms_per_image,
+                    "decoder_gflops_per_image": rates["gflops_per_image"]}
+        ms_per_image += decode_timing.ms_per_image
     return {
         **base_row(cfg, env),
         "method": cfg.method.name,
@@ -129,9 +151,10 @@ def cell_row(
         "checkpoint": checkpoint,
         "model": model,
         "nfe_requested": nfe_requested,
-        "ms_per_image": timing.ms_per_image,
+        "ms_per_image": ms_per_image,
         "ms_per_nfe": timing.ms_per_batch / nfe,
-        "images_per_s": timing.images_per_s,
+        "images_per_s": 1000.0 / ms_per_image,
+        **decoding,
         "cpu_ms_per_image": timing.cpu_ms_per_image,
         "timing_statistic": Timing.STATISTIC,
         "timing_repeats": len(timing.times_ms),
@@ -139,7 +162,7 @@ def cell_row(
         "ms_per_batch_max": max(timing.times_ms),
         "peak_mem_mb": timing.peak_mem_mb,
         "peak_mem_kind": timing.peak_mem_kind,
-        **probe.rates(nfe, timing, math_precision(cfg.device, cfg.dtype)["peak_precision"]),
+        **probe.rates(nfe, timing, peak),
         **metrics,
         "checkpoint_path": checkpoint_path,
         **extra,

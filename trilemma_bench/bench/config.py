@@ -124,6 +124,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def sample_shape(model: object, dataset: str) -> tuple[int, ...]:
+    """The shape a method's sampler draws in: the data's, or a latent model's ``sample_shape``."""
+    return tuple(getattr(model, "sample_shape", None) or DATASETS[dataset].shape)
+
+
 @dataclass(frozen=True)
 class DryRun:
     """Per requested NFE: the network calls it makes (counted) and the NFE its warm-up samples at."""
@@ -142,12 +147,12 @@ def dry_run(cfg: BenchConfig) -> DryRun:
     from ..train import build_model
 
     models: dict[ModelSpec, object] = {}
-    x = torch.zeros(2, *DATASETS[cfg.preset.dataset].shape)
 
     def count(nfe: int) -> int:
         spec = cfg.spec_for(nfe)
         if spec not in models:
             models[spec] = build_model(spec, cfg.preset)
+        x = torch.zeros(2, *sample_shape(models[spec], cfg.preset.dataset))
         zero = CountingModel(lambda x_t, *args, **kwargs: torch.zeros_like(x_t))
         cfg.method.sample(models[spec], x, nfe, net=zero, noise=ImageNoise(0, range(len(x))))
         return zero.nfe

@@ -29,13 +29,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from torch import Tensor
 
 from ..data import DATASETS, dataset_source
 from ..methods import ModelSpec
 from ..noise import initial_noise
 from ..report_utils import console, log
 from .cell import cell_row, real_row, sample_cell, save_grid
-from .config import BenchConfig, config_from_args, dry_run
+from .config import BenchConfig, config_from_args, dry_run, sample_shape
 from .provenance import checkpoint_id, git_commit, portable_path
 from .results import upsert_row
 from .scoring import load_reference, quantize, real_sets, score
@@ -49,14 +50,14 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = config_from_args(args)
     set_threads(getattr(args, "threads", None))  # recorded in every row
     plan = dry_run(cfg)
-    ds, shape = cfg.preset.dataset, DATASETS[cfg.preset.dataset].shape
+    ds = cfg.preset.dataset
     log(
         f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
         f"{cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device} ({cfg.dtype}"
         f"{', compiled' if cfg.compile else ''}, {torch.get_num_threads()} threads) -> {cfg.results_dir}"
     )
 
-    models: dict[ModelSpec, tuple[Any, FlopProbe, str, str]] = {}
+    models: dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]] = {}
     for nfe in cfg.nfes:
         spec = cfg.spec_for(nfe)
         if spec not in models:
@@ -64,7 +65,11 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             model = model.to(cfg.device).eval()
             eager = model.denoiser()
             probe = FlopProbe(eager, then=torch.compile(eager) if cfg.compile else None)
-            models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path))
+            decoder = None
+            if cfg.method.decoder is not None:
+                eager_decoder = cfg.method.decoder(model)
+                decoder = FlopProbe(eager_decoder, then=torch.compile(eager_decoder) if cfg.compile else None)
+            models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path), decoder)
     ref = load_reference(cfg)
     env = {
         "torch_version": torch.__version__,
@@ -93,15 +98,20 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     metrics["copy_share"] = math.nan  # 1 by construction: its images are training images
                 upsert_row(cfg.results_dir, real_row(cfg, env, sampler=real.sampler, seed=seed, real_n=len(real.images),
                                                      matched_n=real.matched, metrics=metrics, **scored))
-            x_T = initial_noise(shape, seed, range(cfg.num_samples))
+            x_Ts: dict[tuple[int, ...], Tensor] = {}  # per shape: a latent model draws x_T in its own space
             for nfe in cfg.nfes:
                 spec = cfg.spec_for(nfe)
-                model, probe, ckpt, ckpt_path = models[spec]
+                model, probe, ckpt, ckpt_path, decoder = models[spec]
+                shape = sample_shape(model, ds)
+                if shape not in x_Ts:
+                    x_Ts[shape] = initial_noise(shape, seed, range(cfg.num_samples))
+                x_T = x_Ts[shape]
                 progress.update(cells, description=f"{cfg.method.name} NFE {nfe} seed {seed}")
                 progress.reset(batches, total=n_batches, description="  sampling batches")
                 t0 = time.perf_counter()
-                samples, timing, counted = sample_cell(cfg, model, probe, x_T, nfe, seed, plan.warmup[nfe],
-                                                       lambda: progress.advance(batches))
+                samples, timing, counted, decode_timing = sample_cell(
+                    cfg, model, probe, x_T, nfe, seed, plan.warmup[nfe], lambda: progress.advance(batches), decoder
+                )
                 if counted != plan.counted[nfe]:
                     log(f"[yellow]warning[/]: NFE {nfe} counted {counted} calls, the dry run {plan.counted[nfe]}")
                 t1 = time.perf_counter()
@@ -113,6 +123,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                                  f"{cfg.method.name}, {counted} NFE, seed {seed}")
                 row = cell_row(cfg, env, nfe_requested=nfe, nfe=counted, seed=seed, model=spec.tag, checkpoint=ckpt,
                                checkpoint_path=ckpt_path, timing=timing, probe=probe, metrics=metrics, grid=grid,
+                               decode_timing=decode_timing, decoder_probe=decoder,
                                sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored)
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
