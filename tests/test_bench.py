@@ -465,3 +465,27 @@ def test_a_latent_method_times_its_decoder_apart(cache: Path, tmp_path: Path, mo
     assert row["decoder_ms_per_image"] > 0
     assert row["decoder_gflops_per_image"] == pytest.approx(8 / 1e9)
     assert row["fid"] == pytest.approx(plain["fid"], rel=1e-6)  # an identity decoder changes no sample
+
+
+# ------------------------------------------------------------------------------------------ speed options
+
+
+def test_speed_options_are_checked_recorded_and_keep_the_numbers(cache: Path, tmp_path: Path) -> None:
+    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.bench.speed import ChannelsLast
+    from trilemma_bench.nets import UNet
+
+    with pytest.raises(ValueError, match="--cuda-graphs needs a CUDA device"):
+        run_bench(bench_args(tmp_path, cuda_graphs=True, compile=True))
+    net = UNet(1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0).eval()
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([1, 5, 9, 100])
+    with torch.no_grad():
+        plain = net(x, t)
+        torch.testing.assert_close(ChannelsLast(net)(x, t), plain, rtol=1e-5, atol=1e-5)
+
+    row = run_bench(bench_args(tmp_path, nfe=[2], channels_last=True))[0]
+    base = run_bench(bench_args(tmp_path, nfe=[2]))[0]
+    assert row["channels_last"] and not base["channels_last"]
+    assert len(read_results(tmp_path).query("method != 'real'")) == 2  # two timing conditions, two cells
+    assert row["fid"] == pytest.approx(base["fid"], rel=1e-5)
+    assert row["warmup_seconds"] > 0

@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="sample under bf16 autocast")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (static shapes; compile time recorded apart as warmup_seconds)")
+    p.add_argument("--channels-last", action="store_true", help="network and inputs in channels_last memory format")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="with --compile on a GPU: replay the compiled network as CUDA graphs (mode reduce-overhead)")
     p.add_argument("--extractor", default=None, choices=["domain", "inception", "raw"])
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--repeats", type=int, default=None,

@@ -89,7 +89,7 @@ def save_grid(cfg: BenchConfig, samples: Tensor, name: str, title: str) -> str:
         ("-bf16" if cfg.bf16 else "")
         + ("-compiled" if cfg.compile else "")
         + ("-cuda" if cfg.device.type == "cuda" else "")
-    )
+    )  # channels_last and CUDA graphs change the speed, not the samples: same grid
     rel = Path("grids") / cfg.preset.dataset / f"{name}{suffix}.png"
     shown = samples if samples.dim() == 2 else samples[:GRID_SAMPLES]  # 2-D points: the whole cloud
     save_samples(shown, cfg.results_dir / rel, title=title)
@@ -104,6 +104,8 @@ def base_row(cfg: BenchConfig, env: dict[str, Any]) -> dict[str, Any]:
         "device": cfg.device.type,
         "dtype": cfg.dtype,
         "compiled": cfg.compile,
+        "channels_last": cfg.channels_last,
+        "cuda_graphs": cfg.cuda_graphs,
         "num_samples": cfg.num_samples,
         "batch_size": cfg.batch_size,
         **math_precision(cfg.device, cfg.dtype),
@@ -158,6 +160,7 @@ def cell_row(
         "cpu_ms_per_image": timing.cpu_ms_per_image,
         "timing_statistic": Timing.STATISTIC,
         "timing_repeats": len(timing.times_ms),
+        "warmup_seconds": timing.warmup_ms / 1000.0,
         "ms_per_batch_min": min(timing.times_ms),
         "ms_per_batch_max": max(timing.times_ms),
         "peak_mem_mb": timing.peak_mem_mb,

@@ -19,6 +19,7 @@ from ..methods import Method, ModelSpec, get_method
 from ..noise import ImageNoise
 from ..presets import PRESETS, Preset
 from ..samplers import CountingModel
+from .speed import check_options
 
 PRDC_K = 5
 WARMUP_NFE = 10  # warm-up runs the sampler this many steps (fewer if the cell's NFE is smaller)
@@ -40,6 +41,8 @@ class BenchConfig:
     results_dir: Path
     retrain: bool = False
     min_repeats: int = MIN_REPEATS_CPU
+    channels_last: bool = False
+    cuda_graphs: bool = False
 
     @property
     def dtype(self) -> str:
@@ -92,6 +95,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     batch_size = min(batch_size, num_samples)
 
     device = resolve_device(getattr(args, "device", "auto"))
+    speed = {k: bool(getattr(args, k, False)) for k in ("compile", "channels_last", "cuda_graphs")}
+    check_options(device, **speed)
     extractor = getattr(args, "extractor", None) or default_extractor(preset.dataset)
     if extractor not in KINDS:
         raise ValueError(f"unknown extractor {extractor!r}: choose one of {', '.join(KINDS)}")
@@ -108,7 +113,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         batch_size=batch_size,
         device=device,
         bf16=bool(getattr(args, "bf16", False)),
-        compile=bool(getattr(args, "compile", False)),
+        compile=speed["compile"],
+        channels_last=speed["channels_last"],
+        cuda_graphs=speed["cuda_graphs"],
         extractor=extractor,
         results_dir=Path(getattr(args, "results", None) or "results"),
         retrain=bool(getattr(args, "retrain", False)),

@@ -40,6 +40,7 @@ from .config import BenchConfig, config_from_args, dry_run, sample_shape
 from .provenance import checkpoint_id, git_commit, portable_path
 from .results import upsert_row
 from .scoring import load_reference, quantize, real_sets, score
+from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
 
 
@@ -54,7 +55,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     log(
         f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
         f"{cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device} ({cfg.dtype}"
-        f"{', compiled' if cfg.compile else ''}, {torch.get_num_threads()} threads) -> {cfg.results_dir}"
+        f"{', compiled' if cfg.compile else ''}{', channels_last' if cfg.channels_last else ''}"
+        f"{', CUDA graphs' if cfg.cuda_graphs else ''}, {torch.get_num_threads()} threads) -> {cfg.results_dir}"
     )
 
     models: dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]] = {}
@@ -63,12 +65,13 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         if spec not in models:
             model, path = train_model(spec, cfg.preset, device=str(cfg.device.type), retrain=cfg.retrain)
             model = model.to(cfg.device).eval()
+            fast = {"compile": cfg.compile, "channels_last": cfg.channels_last, "cuda_graphs": cfg.cuda_graphs}
             eager = model.denoiser()
-            probe = FlopProbe(eager, then=torch.compile(eager) if cfg.compile else None)
+            probe = FlopProbe(eager, then=accelerated(eager, **fast))
             decoder = None
             if cfg.method.decoder is not None:
                 eager_decoder = cfg.method.decoder(model)
-                decoder = FlopProbe(eager_decoder, then=torch.compile(eager_decoder) if cfg.compile else None)
+                decoder = FlopProbe(eager_decoder, then=accelerated(eager_decoder, **fast))
             models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path), decoder)
     ref = load_reference(cfg)
     env = {

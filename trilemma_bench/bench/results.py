@@ -1,7 +1,8 @@
 """The tidy results table: one CSV row per benchmark cell, written as soon as the cell is done.
 
 A cell is identified by :data:`KEY`: what was sampled (dataset, preset, method, sampler, NFE, seed,
-checkpoint) and how it was run where that changes the numbers (device type, dtype, compiled).
+checkpoint) and how it was run where that changes the numbers or the speed (device type, dtype, compiled,
+channels_last, CUDA graphs).
 Re-running a cell replaces its row. Everything else in a row is a measurement or the environment.
 
 Every write reads the table, replaces or appends the row, and writes the whole table to a temporary
@@ -36,7 +37,12 @@ KEY: tuple[str, ...] = (
     "device",
     "dtype",
     "compiled",
+    "channels_last",
+    "cuda_graphs",
 )
+
+# Key columns added after tables were first written: rows and tables without them mean the default.
+KEY_DEFAULTS: dict[str, Any] = {"channels_last": False, "cuda_graphs": False}
 
 # Column order of the table; a row may carry more (appended after these), and a missing one is left empty.
 COLUMNS: tuple[str, ...] = (
@@ -55,6 +61,7 @@ COLUMNS: tuple[str, ...] = (
     "cpu_ms_per_image",
     "timing_statistic",
     "timing_repeats",
+    "warmup_seconds",
     "ms_per_batch_min",
     "ms_per_batch_max",
     "peak_mem_mb",
@@ -110,7 +117,11 @@ def read_results(results_dir: Path | str) -> pd.DataFrame:
     path = results_path(results_dir)
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path)
+    frame = pd.read_csv(path)
+    for col, default in KEY_DEFAULTS.items():
+        if col not in frame:
+            frame[col] = default
+    return frame
 
 
 def _key_strings(frame: pd.DataFrame) -> pd.Series:
@@ -120,6 +131,7 @@ def _key_strings(frame: pd.DataFrame) -> pd.Series:
 
 
 def row_key(row: Mapping[str, Any]) -> str:
+    row = {**KEY_DEFAULTS, **row}
     missing = [k for k in KEY if k not in row]
     if missing:
         raise ValueError(f"a results row needs the key columns {missing}")
@@ -161,7 +173,7 @@ def upsert_row(results_dir: Path | str, row: Mapping[str, Any]) -> Path:
         table = read_results(results_dir)
         if len(table):
             table = table[_key_strings(table) != key]
-        new = pd.DataFrame([dict(row)])
+        new = pd.DataFrame([{**KEY_DEFAULTS, **row}])
         table = new if table.empty else pd.concat([table, new], ignore_index=True)
         extra = [c for c in table.columns if c not in COLUMNS]
         table = table.reindex(columns=[*COLUMNS, *extra])

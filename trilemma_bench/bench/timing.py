@@ -149,6 +149,7 @@ class Timing:
     peak_mem_mb: float
     peak_mem_kind: str
     cpu_times_ms: list[float] = field(default_factory=list)  # process CPU time per batch, all threads
+    warmup_ms: float = math.nan  # the untimed warm-up, compilation included
 
     @property
     def cpu_ms_per_image(self) -> float:
@@ -232,9 +233,11 @@ def time_batches(
     device = torch.device(device)
     if n_batches < 1 or batch_size < 1:
         raise ValueError(f"need at least one batch of at least one sample, got {n_batches} x {batch_size}")
+    w0 = time.perf_counter()
     for _ in range(warmup_runs):
         (warmup or (lambda: sample_batch(0)))()
     _sync(device)
+    warmup_ms = (time.perf_counter() - w0) * 1000.0
     mem_kind = _reset_peak_memory(device)
 
     outputs: list[Tensor] = []
@@ -268,4 +271,5 @@ def time_batches(
         peak_mem_mb=_peak_memory_mb(device, mem_kind),
         peak_mem_kind=mem_kind,
         cpu_times_ms=cpu_times_ms,
+        warmup_ms=warmup_ms,
     )
