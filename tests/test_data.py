@@ -278,3 +278,30 @@ def test_missing_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_toy2d_needs_nothing() -> None:
     assert toy2d.sample_toy2d(7, seed=0)[0].shape == (7, 2)
     assert data.dataset_source("toy2d", source="offline") == data.dataset_source("toy2d", source="official")
+
+
+def test_hflip_mirrors_about_half_the_training_images_and_nothing_else() -> None:
+    from trilemma_bench.data import TrilemmaDataModule
+
+    plain = TrilemmaDataModule("digits", batch_size=256, seed=3)
+    flipped = TrilemmaDataModule("digits", batch_size=256, seed=3, hflip=True)
+    for dm in (plain, flipped):
+        dm.setup()
+    (x, y), (xf, yf) = next(iter(plain.train_dataloader())), next(iter(flipped.train_dataloader()))
+    assert torch.equal(y, yf)  # the same images in the same order
+    same = (xf == x).flatten(1).all(1)
+    mirrored = (xf == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirrored).all())
+    symmetric = (x == x.flip(-1)).flatten(1).all(1)
+    share = float(mirrored[~symmetric].float().mean())
+    assert 0.35 < share < 0.65
+    assert torch.equal(next(iter(flipped.val_dataloader()))[0], next(iter(plain.val_dataloader()))[0])
+    with pytest.raises(ValueError, match="not an image dataset"):
+        TrilemmaDataModule("toy2d", hflip=True)
+
+
+def test_paper_preset_trains_with_flips() -> None:
+    from trilemma_bench.presets import get_preset
+
+    assert get_preset("paper").train_config("ddpm").hflip
+    assert not get_preset("digits").train_config("ddpm").hflip

@@ -183,11 +183,26 @@ def load_split(
     return chosen.load(root, split)
 
 
+class RandomHFlip:
+    """Collate a training batch and mirror each image left-right with probability 1/2 (Ho et al. 2020
+    trained CIFAR-10 with random horizontal flips). Its own seeded generator: the flips are the same
+    for the same seed, and the global random stream is left to the model."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def __call__(self, items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        x, y = torch.utils.data.default_collate(items)
+        flip = torch.rand(len(x), generator=self.generator) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(-1), x), y
+
+
 class TrilemmaDataModule(lightning.LightningDataModule):
     """The train/val/test splits of one dataset as in-memory tensors.
 
     Training batches are shuffled by a generator seeded with ``seed`` (same seed, same order) and the
-    last incomplete batch is dropped; val and test keep their order. ``train_samples`` keeps a fixed
+    last incomplete batch is dropped; val and test keep their order. ``hflip`` mirrors training images at
+    random (the ``paper`` preset's CIFAR-10 augmentation). ``train_samples`` keeps a fixed
     subset of the training split, the same whatever ``seed``, so that seeds vary only the training run.
     """
 
@@ -203,6 +218,7 @@ class TrilemmaDataModule(lightning.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         train_samples: int | None = None,
+        hflip: bool = False,
     ) -> None:
         super().__init__()
         # No save_hyperparameters(): Lightning refuses to log datamodule hparams whose keys (seed,
@@ -217,6 +233,9 @@ class TrilemmaDataModule(lightning.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.train_samples = train_samples
+        self.hflip = hflip
+        if hflip and not self.info.is_image:
+            raise ValueError(f"hflip flips images; {dataset} is not an image dataset")
         self.source: str | None = None  # the source label, known after prepare_data/setup
         self._splits: dict[str, TensorDataset] = {}
 
@@ -255,6 +274,7 @@ class TrilemmaDataModule(lightning.LightningDataModule):
             shuffle=shuffle,
             drop_last=shuffle,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=RandomHFlip(self.seed) if shuffle and self.hflip else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -23,6 +23,7 @@ class TrainConfig:
     warmup_steps: int = 0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    hflip: bool = False  # random horizontal flips of training images
     options: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -122,7 +123,7 @@ PRESETS: dict[str, Preset] = {
             models={
                 "ddpm": _ddpm({"type": "unet", "in_channels": 3, "image_size": 32, "ch": 128, "ch_mult": (1, 2, 2, 2),
                                "num_res_blocks": 2, "attn_resolutions": (16,), "dropout": 0.1},
-                              800_000, batch_size=128, lr=2e-4, warmup_steps=5000, ema_decay=0.9999),
+                              800_000, batch_size=128, lr=2e-4, warmup_steps=5000, ema_decay=0.9999, hflip=True),
             },
             num_samples=50_000,
             note="CIFAR-10 at the DDPM paper's size (35.7M parameters, 800k steps): a GPU job.",

@@ -61,7 +61,7 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
 
     L.seed_everything(seed, verbose=False)
     module = build_model(spec, preset)
-    data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size, seed=seed)
+    data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size, seed=seed, hflip=cfg.hflip)
     interactive = sys.stdout.isatty()
     val_every = max(1, cfg.train_steps // 10)
     trainer = L.Trainer(
