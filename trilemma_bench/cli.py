@@ -29,12 +29,20 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="CPU threads (default: torch's); 1 runs steadily on a shared machine")
 
 
+def _distributed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes (GPUs, or CPU processes) that train data-parallel and sample sharded (default: 1)")
+    p.add_argument("--strategy", default="auto",
+                   help="Lightning strategy for --devices > 1 (train: ddp or ddp_spawn; bench: ddp_spawn)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trilemma-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train (or reuse) the model a method needs")
     _common(p)
+    _distributed(p)
     p.add_argument("--nfe", type=int, default=None, help="for methods with one model per NFE (DDGAN's T)")
 
     p = sub.add_parser("sample", help="draw a sample grid")
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time sampling per NFE, compute metrics, append rows to the results table")
     _common(p)
+    _distributed(p)
     p.add_argument("--nfe", type=_int_list, default=None, help="comma-separated NFE grid (default: the method's)")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds (default: 0)")
     p.add_argument("--num-samples", type=int, default=None)
@@ -94,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         method = get_method(args.method)
         spec = method.spec_for(args.nfe if args.nfe is not None else method.default_nfe[0])
-    train_model(spec, _preset(args), device=args.device, retrain=args.retrain)
+    train_model(spec, _preset(args), device=args.device, retrain=args.retrain, devices=args.devices,
+                strategy=args.strategy)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

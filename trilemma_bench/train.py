@@ -50,8 +50,14 @@ def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
 
 
 def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto", retrain: bool = False,
-                root: Path | None = None, seed: int = 0) -> tuple[L.LightningModule, Path]:
-    """Return the trained model for (model, preset), training it only when no valid checkpoint exists."""
+                root: Path | None = None, seed: int = 0, devices: int = 1,
+                strategy: str = "auto") -> tuple[L.LightningModule, Path]:
+    """Return the trained model for (model, preset), training it only when no valid checkpoint exists.
+
+    ``devices`` > 1 trains data-parallel (Lightning's DDP; ``strategy`` as the Trainer takes it). Each
+    process takes batch_size / devices samples a step, so the step's batch, and hence the training
+    configuration a checkpoint records, is the preset's whatever the number of processes.
+    """
     spec = _spec(model)
     cfg = preset.train_config(spec.name)
     path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
@@ -59,15 +65,18 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
         log(f"reusing checkpoint {path}")
         return load_checkpoint(MODELS[spec.name], path, preset.training_config(spec.name, spec.options)), path
 
+    if devices < 1 or cfg.batch_size % devices:
+        raise ValueError(f"--devices {devices} must divide the batch of {cfg.batch_size} (each process takes a share)")
     L.seed_everything(seed, verbose=False)
     module = build_model(spec, preset)
-    data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size, seed=seed, hflip=cfg.hflip)
+    data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size // devices, seed=seed, hflip=cfg.hflip)
     interactive = sys.stdout.isatty()
     val_every = max(1, cfg.train_steps // 10)
     trainer = L.Trainer(
         max_steps=cfg.train_steps,
         accelerator="cpu" if device == "cpu" else ("gpu" if device == "cuda" else "auto"),
-        devices=1,
+        devices=devices,
+        strategy=strategy,
         logger=CSVLogger(path.parent / "logs", name=f"{spec.tag}-{preset.name}"),
         callbacks=[RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=max(1, cfg.train_steps // 20))],
         enable_checkpointing=False,

@@ -37,10 +37,12 @@ def sample_cell(
     warmup_nfe: int,
     after_batch: Callable[[], None] = lambda: None,
     decoder: torch.nn.Module | None = None,
+    first_image: int = 0,
 ) -> tuple[Tensor, Timing, int, Timing | None]:
     """Timed sampling of all of ``x_T`` at ``nfe``: (samples on CPU in float32, the sampler's timing, measured
-    NFE, the decoder's timing). A latent method's ``decoder`` maps the sampler's output to images; it is
-    timed apart, over the same fixed batches by the same protocol."""
+    NFE, the decoder's timing). ``x_T`` holds images ``first_image`` on (a process's block of the cell).
+    A latent method's ``decoder`` maps the sampler's output to images; it is timed apart, over the same
+    fixed batches by the same protocol."""
     counter = CountingModel(net)
     B = cfg.batch_size
     n_full = len(x_T) // B
@@ -49,7 +51,7 @@ def sample_cell(
 
     def run(i: int, n: int = B, at_nfe: int = nfe, record: bool = True) -> Tensor:
         first = i * B
-        noise = ImageNoise(seed, range(first, first + n))
+        noise = ImageNoise(seed, range(first_image + first, first_image + first + n))
         counter.nfe = 0
         with precision(cfg.device, cfg.bf16):
             out = cfg.method.sample(model, x_T[first : first + n], at_nfe, net=counter, noise=noise)
@@ -104,6 +106,7 @@ def base_row(cfg: BenchConfig, env: dict[str, Any]) -> dict[str, Any]:
         "device": cfg.device.type,
         "dtype": cfg.dtype,
         "compiled": cfg.compile,
+        "world_size": env.get("world_size", 1),
         "channels_last": cfg.channels_last,
         "cuda_graphs": cfg.cuda_graphs,
         "num_samples": cfg.num_samples,
@@ -133,8 +136,10 @@ def cell_row(
     metrics: dict[str, Any],
     decode_timing: Timing | None = None,
     decoder_probe: FlopProbe | None = None,
+    images_per_s: float | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    """``images_per_s``: the throughput of all processes together (default: this one's)."""
     peak = math_precision(cfg.device, cfg.dtype)["peak_precision"]
     decoding: dict[str, Any] = {}
     ms_per_image = timing.ms_per_image
@@ -155,7 +160,7 @@ def cell_row(
         "nfe_requested": nfe_requested,
         "ms_per_image": ms_per_image,
         "ms_per_nfe": timing.ms_per_batch / nfe,
-        "images_per_s": 1000.0 / ms_per_image,
+        "images_per_s": images_per_s if images_per_s is not None else 1000.0 / ms_per_image,
         **decoding,
         "cpu_ms_per_image": timing.cpu_ms_per_image,
         "timing_statistic": Timing.STATISTIC,

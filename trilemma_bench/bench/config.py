@@ -19,6 +19,7 @@ from ..methods import Method, ModelSpec, get_method
 from ..noise import ImageNoise
 from ..presets import PRESETS, Preset
 from ..samplers import CountingModel
+from .distributed import SPAWN, check_shards
 from .speed import check_options
 
 PRDC_K = 5
@@ -43,6 +44,7 @@ class BenchConfig:
     min_repeats: int = MIN_REPEATS_CPU
     channels_last: bool = False
     cuda_graphs: bool = False
+    devices: int = 1  # processes that train (DDP) and sample (sharded) together
 
     @property
     def dtype(self) -> str:
@@ -93,6 +95,15 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         # otherwise batch 0 is sampled again only to be timed (1000 digits at 500 a batch: +50% work).
         batch_size = max(1, min(preset.sample_batch_size, num_samples // min_repeats))
     batch_size = min(batch_size, num_samples)
+    devices = int(getattr(args, "devices", None) or 1)
+    strategy = getattr(args, "strategy", None) or "auto"
+    if devices > 1 and strategy not in ("auto", SPAWN):
+        raise ValueError(
+            f"bench --devices {devices} trains and then samples inside one command, in spawned processes: use "
+            f"--strategy {SPAWN} (or leave it out). --strategy {strategy} relaunches the whole command per process; "
+            "it is for `trilemma-bench train`"
+        )
+    check_shards(num_samples, batch_size, devices)
 
     device = resolve_device(getattr(args, "device", "auto"))
     speed = {k: bool(getattr(args, k, False)) for k in ("compile", "channels_last", "cuda_graphs")}
@@ -116,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         compile=speed["compile"],
         channels_last=speed["channels_last"],
         cuda_graphs=speed["cuda_graphs"],
+        devices=devices,
         extractor=extractor,
         results_dir=Path(getattr(args, "results", None) or "results"),
         retrain=bool(getattr(args, "retrain", False)),
@@ -136,7 +148,7 @@ def sample_shape(model: object, dataset: str) -> tuple[int, ...]:
     return tuple(getattr(model, "sample_shape", None) or DATASETS[dataset].shape)
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: Fabric's spawn launcher walks (and refuses frozen) dataclasses it passes on
 class DryRun:
     """Per requested NFE: the network calls it makes (counted) and the NFE its warm-up samples at."""
 

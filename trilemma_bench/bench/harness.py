@@ -35,11 +35,12 @@ from ..data import DATASETS, dataset_source
 from ..methods import ModelSpec
 from ..noise import initial_noise
 from ..report_utils import console, log
-from .cell import cell_row, real_row, sample_cell, save_grid
-from .config import BenchConfig, config_from_args, dry_run, sample_shape
+from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
+from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
+from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path
 from .results import upsert_row
-from .scoring import load_reference, quantize, real_sets, score
+from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
 
@@ -51,28 +52,47 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = config_from_args(args)
     set_threads(getattr(args, "threads", None))  # recorded in every row
     plan = dry_run(cfg)
-    ds = cfg.preset.dataset
     log(
-        f"bench {cfg.method.name} on {ds} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, seeds {list(cfg.seeds)}, "
-        f"{cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device} ({cfg.dtype}"
+        f"bench {cfg.method.name} on {cfg.preset.dataset} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, "
+        f"seeds {list(cfg.seeds)}, {cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device}"
+        f"{f' x {cfg.devices} processes' if cfg.devices > 1 else ''} ({cfg.dtype}"
         f"{', compiled' if cfg.compile else ''}{', channels_last' if cfg.channels_last else ''}"
         f"{', CUDA graphs' if cfg.cuda_graphs else ''}, {torch.get_num_threads()} threads) -> {cfg.results_dir}"
     )
+    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes):  # train (or find) every model first
+        train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
+                    strategy=SPAWN if cfg.devices > 1 else "auto")
+    if cfg.devices > 1:
+        return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu")
+    return bench_cells(cfg, plan, Shard())
+
+
+def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
+    """Each model the cells sample from (trained by now), with its FLOP probe, identity and decoder."""
+    from ..train import train_model
 
     models: dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]] = {}
+    fast = {"compile": cfg.compile, "channels_last": cfg.channels_last, "cuda_graphs": cfg.cuda_graphs}
     for nfe in cfg.nfes:
         spec = cfg.spec_for(nfe)
-        if spec not in models:
-            model, path = train_model(spec, cfg.preset, device=str(cfg.device.type), retrain=cfg.retrain)
-            model = model.to(cfg.device).eval()
-            fast = {"compile": cfg.compile, "channels_last": cfg.channels_last, "cuda_graphs": cfg.cuda_graphs}
-            eager = model.denoiser()
-            probe = FlopProbe(eager, then=accelerated(eager, **fast))
-            decoder = None
-            if cfg.method.decoder is not None:
-                eager_decoder = cfg.method.decoder(model)
-                decoder = FlopProbe(eager_decoder, then=accelerated(eager_decoder, **fast))
-            models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path), decoder)
+        if spec in models:
+            continue
+        model, path = train_model(spec, cfg.preset, device=cfg.device.type)
+        model = model.to(cfg.device).eval()
+        eager = model.denoiser()
+        probe = FlopProbe(eager, then=accelerated(eager, **fast))
+        decoder = None
+        if cfg.method.decoder is not None:
+            eager_decoder = cfg.method.decoder(model)
+            decoder = FlopProbe(eager_decoder, then=accelerated(eager_decoder, **fast))
+        models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path), decoder)
+    return models
+
+
+def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, Any]]:
+    """Every cell of ``cfg``, this process sampling its block of each (all of it when alone)."""
+    ds = cfg.preset.dataset
+    models = _load_models(cfg)
     ref = load_reference(cfg)
     env = {
         "torch_version": torch.__version__,
@@ -80,40 +100,44 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         "dataset_source": dataset_source(ds),
         "device_name": device_name(cfg.device),
         "threads": torch.get_num_threads(),
+        "world_size": shard.world,
     }
     scored = {"feature_extractor": ref.extractor.name, "reference_split": ref.split, "reference_n": ref.stats_n,
               "quantized_levels": ref.levels if ref.levels is not None else math.nan,
               "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan}
+    lo, hi = shard.block(cfg.num_samples, cfg.batch_size)
 
     rows: list[dict[str, Any]] = []
-    n_full, partial = divmod(cfg.num_samples, cfg.batch_size)
+    n_full, partial = divmod(hi - lo, cfg.batch_size)
     n_batches = max(n_full, cfg.min_repeats) + (1 if partial else 0)  # timed repeats, then the untimed rest
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console, disable=not shard.is_main) as progress:
         cells = progress.add_task("cells", total=len(cfg.seeds) * len(cfg.nfes))
         batches = progress.add_task("batches", total=n_batches)
         for seed in cfg.seeds:
-            progress.update(cells, description=f"real data, seed {seed}")
-            for real in real_sets(cfg, ref, seed):
-                metrics = score(real.images, ref, cfg.device)
-                if real.copies_training:
-                    metrics["copy_share"] = math.nan  # 1 by construction: its images are training images
-                upsert_row(cfg.results_dir, real_row(cfg, env, sampler=real.sampler, seed=seed, real_n=len(real.images),
-                                                     matched_n=real.matched, metrics=metrics, **scored))
+            if shard.is_main:  # real data is scored once, by the process that writes
+                progress.update(cells, description=f"real data, seed {seed}")
+                for real in real_sets(cfg, ref, seed):
+                    metrics = score(real.images, ref, cfg.device)
+                    if real.copies_training:
+                        metrics["copy_share"] = math.nan  # 1 by construction: its images are training images
+                    upsert_row(cfg.results_dir, real_row(cfg, env, sampler=real.sampler, seed=seed,
+                                                         real_n=len(real.images), matched_n=real.matched,
+                                                         metrics=metrics, **scored))
             x_Ts: dict[tuple[int, ...], Tensor] = {}  # per shape: a latent model draws x_T in its own space
             for nfe in cfg.nfes:
                 spec = cfg.spec_for(nfe)
                 model, probe, ckpt, ckpt_path, decoder = models[spec]
                 shape = sample_shape(model, ds)
                 if shape not in x_Ts:
-                    x_Ts[shape] = initial_noise(shape, seed, range(cfg.num_samples))
-                x_T = x_Ts[shape]
+                    x_Ts[shape] = initial_noise(shape, seed, range(lo, hi))
                 progress.update(cells, description=f"{cfg.method.name} NFE {nfe} seed {seed}")
                 progress.reset(batches, total=n_batches, description="  sampling batches")
                 t0 = time.perf_counter()
                 samples, timing, counted, decode_timing = sample_cell(
-                    cfg, model, probe, x_T, nfe, seed, plan.warmup[nfe], lambda: progress.advance(batches), decoder
+                    cfg, model, probe, x_Ts[shape], nfe, seed, plan.warmup[nfe], lambda: progress.advance(batches),
+                    decoder, first_image=lo,
                 )
                 if counted != plan.counted[nfe]:
                     log(f"[yellow]warning[/]: NFE {nfe} counted {counted} calls, the dry run {plan.counted[nfe]}")
@@ -121,17 +145,23 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 progress.update(batches, description="  metrics")
                 if DATASETS[ds].is_image:
                     samples = quantize(samples, ref.levels)  # scored as a saved image would be
-                metrics = score(samples, ref, cfg.device)
-                grid = save_grid(cfg, samples, f"{cfg.method.name}-{cfg.preset.name}-nfe{nfe}-seed{seed}",
+                metrics = score_parts(shard.gather(shard_parts(samples, ref)), ref, cfg.device)
+                throughput = sum(shard.gather_numbers(timing.images_per_s))
+                shown = shard.gather({"grid": samples if samples.dim() == 2 else samples[:GRID_SAMPLES]})["grid"]
+                if not shard.is_main:
+                    continue
+                grid = save_grid(cfg, shown, f"{cfg.method.name}-{cfg.preset.name}-nfe{nfe}-seed{seed}",
                                  f"{cfg.method.name}, {counted} NFE, seed {seed}")
                 row = cell_row(cfg, env, nfe_requested=nfe, nfe=counted, seed=seed, model=spec.tag, checkpoint=ckpt,
                                checkpoint_path=ckpt_path, timing=timing, probe=probe, metrics=metrics, grid=grid,
                                decode_timing=decode_timing, decoder_probe=decoder,
+                               images_per_s=throughput if shard.world > 1 else None,
                                sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored)
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)
-    console.print(summary_table(rows, cfg))
+    if shard.is_main:
+        console.print(summary_table(rows, cfg))
     return rows
 
 

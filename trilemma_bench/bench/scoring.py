@@ -57,19 +57,29 @@ class Reference:
     levels: int | None
     train_features: Tensor | None  # memorisation: the training split and each image's 1-NN distance
     train_radii: Tensor | None
-    modes: Callable[[Tensor], dict[str, float]] | None
+    modes: ModeMetric | None
 
 
-def _mode_metric(dataset: str, device: torch.device) -> Callable[[Tensor], dict[str, float]] | None:
-    """Mode statistics where the dataset's modes are known (toy2d: 25 Gaussians; StackedMNIST: 1000)."""
+@dataclass(frozen=True)
+class ModeMetric:
+    """Mode statistics where the dataset's modes are known, in two steps so that a sharded run can gather
+    the per-sample part: ``labels`` per sample (toy2d: the points themselves; StackedMNIST: the digit of
+    each channel), then ``stats`` over all samples' labels."""
+
+    labels: Callable[[Tensor], Tensor]
+    stats: Callable[[Tensor], dict[str, float]]
+
+
+def _mode_metric(dataset: str, device: torch.device) -> ModeMetric | None:
+    """toy2d: 25 Gaussians; StackedMNIST: 1000 modes; None for datasets without labelled modes."""
     from ..metrics import modes_stacked, modes_toy2d
 
     if dataset == "toy2d":
-        return lambda x: {**modes_toy2d(x, TOY2D_CENTERS, TOY2D_STD), "modes_total": len(TOY2D_CENTERS)}
+        return ModeMetric(lambda x: x, lambda x: {**modes_toy2d(x, TOY2D_CENTERS, TOY2D_STD), "modes_total": 25})
     if dataset == "stacked-mnist":
         from ..metrics.classifier import classify_stacked
 
-        return lambda x: {**modes_stacked(classify_stacked(x, device=device)), "modes_total": 1000}
+        return ModeMetric(lambda x: classify_stacked(x, device=device), lambda y: {**modes_stacked(y), "modes_total": 1000})
     return None
 
 
@@ -101,11 +111,20 @@ def load_reference(cfg: BenchConfig) -> Reference:
     )
 
 
-def score(samples: Tensor, ref: Reference, device: torch.device) -> dict[str, Any]:
-    """Quality, diversity and memorisation of ``samples`` (already quantized) against ``ref``."""
+def shard_parts(samples: Tensor, ref: Reference) -> dict[str, Tensor]:
+    """What each sample contributes to the metrics: its features (and its mode labels). Computed where the
+    samples are; a sharded run gathers these, then every process scores the whole set."""
+    parts = {"features": ref.extractor(samples).float().cpu()}
+    if ref.modes is not None:
+        parts["mode_labels"] = ref.modes.labels(samples).cpu()
+    return parts
+
+
+def score_parts(parts: dict[str, Tensor], ref: Reference, device: torch.device) -> dict[str, Any]:
+    """Quality, diversity and memorisation of the samples whose :func:`shard_parts` these are."""
     from ..metrics import copy_share, fid_from_stats, kid, prdc, vendi
 
-    feats = ref.extractor(samples).to(device)
+    feats = parts["features"].to(device)
     real = ref.features
     n = min(len(real), len(feats))
     m = max(2, min(KID_SUBSET, len(real) // 2, len(feats) // 2))
@@ -127,8 +146,13 @@ def score(samples: Tensor, ref: Reference, device: torch.device) -> dict[str, An
         "mode_kl": math.nan,
     }
     if ref.modes is not None:
-        row.update(ref.modes(samples))
+        row.update(ref.modes.stats(parts["mode_labels"]))
     return row
+
+
+def score(samples: Tensor, ref: Reference, device: torch.device) -> dict[str, Any]:
+    """Quality, diversity and memorisation of ``samples`` (already quantized) against ``ref``."""
+    return score_parts(shard_parts(samples, ref), ref, device)
 
 
 @dataclass(frozen=True)
