@@ -26,9 +26,14 @@ install: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
+# METHOD=all: every method of the preset, one after another, then the report (made by the bench itself).
 bench: $(STAMP)
+ifeq ($(METHOD),all)
+	$(VENV)/bin/trilemma-bench bench --method all --preset $(PRESET) $(ARGS)
+else
 	$(VENV)/bin/trilemma-bench bench --method $(METHOD) --preset $(PRESET) $(ARGS)
 	$(VENV)/bin/trilemma-bench report
+endif
 
 report: $(STAMP)
 	$(VENV)/bin/trilemma-bench report $(ARGS)

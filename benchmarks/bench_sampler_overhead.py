@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sampler_overhead.py [--batch 500] [--nfe 20] [--repeats 9] [--threads 1]
 
-Five loops drive the same network (the digits preset's UNet, eval mode, no_grad) from the same x_T
+Seven loops drive the same network (the digits preset's UNet, eval mode, no_grad) from the same x_T
 for the same number of network calls:
 
 - bare: ``net(x, t)`` NFE times, timestep tensors made beforehand: the floor any sampler pays;
@@ -12,7 +12,11 @@ for the same number of network calls:
 - ours_ancestral: the ``ddpm-fixedsmall`` method as the harness runs it (x0 clipped), drawing its noise
   from per-image streams (one generator per image: the price of batch-independent samples);
 - diffusers_ancestral: ``DDPMScheduler`` on the same respaced timesteps (custom timesteps,
-  ``fixed_small``, ``clip_sample=True``), one generator for the batch.
+  ``fixed_small``, ``clip_sample=True``), one generator for the batch;
+- ours_dpmpp: the ``dpmpp-2m`` method as the harness runs it (DPM-Solver++(2M), diffusers' defaults);
+- diffusers_dpmpp: ``DPMSolverMultistepScheduler`` with its defaults (dpmsolver++, order 2, midpoint,
+  linspace, final sigma 0; the same timesteps, asserted), ``set_timesteps`` then ``scheduler.step``
+  after each call, as a user runs it per batch.
 
 Two measurements, both printed and written to ``benchmarks/results/sampler_overhead.json``:
 
@@ -53,7 +57,7 @@ Net = Callable[[Tensor, Tensor], Tensor]
 
 
 def make_loops(net: Net, model: torch.nn.Module, x_T: Tensor, nfe: int) -> dict[str, Callable[[], object]]:
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     alpha_bar = model.alpha_bar
     batch = x_T.shape[0]
@@ -74,6 +78,10 @@ def make_loops(net: Net, model: torch.nn.Module, x_T: Tensor, nfe: int) -> dict[
     ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
                          clip_sample=True, variance_type="fixed_small")
     ddpm.set_timesteps(timesteps=list(reversed(respaced)))
+    dpmpp = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                                        beta_schedule="linear")
+    dpmpp.set_timesteps(nfe)
+    assert [int(t) for t in dpmpp.timesteps] == samplers.dpmpp_2m_timesteps(len(alpha_bar), nfe), "other timesteps"
 
     def bare() -> None:
         for t in t_batches:
@@ -99,8 +107,19 @@ def make_loops(net: Net, model: torch.nn.Module, x_T: Tensor, nfe: int) -> dict[
             x = ddpm.step(eps, t, x, generator=g).prev_sample
         return x
 
+    def ours_dpmpp() -> Tensor:
+        return METHODS["dpmpp-2m"].sample(model, x_T, nfe, net=net, noise=ImageNoise(0, range(batch)))
+
+    def diffusers_dpmpp() -> Tensor:
+        x = x_T
+        dpmpp.set_timesteps(nfe)  # resets the multistep history for a new batch
+        for t in dpmpp.timesteps:
+            eps = net(x, torch.full((batch,), int(t), dtype=torch.long))
+            x = dpmpp.step(eps, t, x).prev_sample
+        return x
+
     return {"bare": bare, "ours": ours, "diffusers": diffusers_loop, "ours_ancestral": ours_ancestral,
-            "diffusers_ancestral": diffusers_ancestral}
+            "diffusers_ancestral": diffusers_ancestral, "ours_dpmpp": ours_dpmpp, "diffusers_dpmpp": diffusers_dpmpp}
 
 
 def interleaved(loops: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, list[float]]]:
@@ -149,7 +168,7 @@ def main() -> None:
 
     net_ms = 1000 * min(per_call)
     loop_ms = {name: 1000 * min(v) / args.nfe for name, v in alone["cpu"].items()}
-    compared = ("ours", "diffusers", "ours_ancestral", "diffusers_ancestral")
+    compared = ("ours", "diffusers", "ours_ancestral", "diffusers_ancestral", "ours_dpmpp", "diffusers_dpmpp")
     overhead = {name: (loop_ms[name] - loop_ms["bare"]) / net_ms for name in compared}
     stats = {
         kind: {name: {"median": statistics.median(v), "min": min(v)} for name, v in by.items()}
@@ -190,7 +209,7 @@ def main() -> None:
     for name in full["cpu"]:
         c, w = stats["cpu"][name], stats["wall"][name]
         print(
-            f"  {name:9s} CPU median {c['median']:7.3f} s (min {c['min']:7.3f})   wall median {w['median']:7.3f} s "
+            f"  {name:19s} CPU median {c['median']:7.3f} s (min {c['min']:7.3f})   wall median {w['median']:7.3f} s "
             f"(min {w['min']:7.3f})"
         )
     for key, r in ratios.items():

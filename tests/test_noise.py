@@ -49,4 +49,7 @@ def test_every_method_gives_image_i_the_same_sample_whatever_the_batch(name: str
     x_T = initial_noise((2,), 1, range(6))
     whole = method.sample(model, x_T, nfe, noise=ImageNoise(1, range(6)))
     split = torch.cat([method.sample(model, x_T[a:b], nfe, noise=ImageNoise(1, range(a, b))) for a, b in ((0, 1), (1, 6))])
-    torch.testing.assert_close(whole, split, rtol=1e-6, atol=1e-6)
+    # The network's own float32 GEMMs differ by ~1e-7 between batch sizes, and an untrained network's ODE
+    # amplifies that (samples reach |x| ~ 400; DPM-Solver++(3M) moved one coordinate of 14 by 1.8e-5): compare
+    # on the samples' scale, where a wrong noise stream would differ by O(1).
+    torch.testing.assert_close(whole, split, rtol=1e-6, atol=1e-6 * max(1.0, float(whole.abs().max())))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .presets import DEFAULT_PRESET, PRESETS
 
+ALL = "all"  # `bench --method all`: every method whose model the preset configures
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -18,8 +20,8 @@ def _int_list(text: str) -> list[int]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="ddim",
-                   help="method (ddim, ddpm-fixedsmall, ...; `train` also takes a model name such as ddpm); "
-                        "see `trilemma-bench methods`")
+                   help="method (ddim, ddpm-fixedsmall, ...; `train` also takes a model name such as ddpm; "
+                        f"`bench` also takes {ALL!r}: every method of the preset); see `trilemma-bench methods`")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="size preset (default: %(default)s)")
     p.add_argument("--dataset", default=None, help="dataset (default: the preset's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -93,9 +95,17 @@ def _preset(args: argparse.Namespace):
     return preset
 
 
+def _not_all(args: argparse.Namespace) -> None:
+    if args.method == ALL:
+        raise ValueError(f"--method {ALL} is for `bench` only; `{args.command}` takes one method "
+                         "(see `trilemma-bench methods`)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .methods import MODELS, get_method
     from .train import train_model
+
+    _not_all(args)
 
     # A model name trains that model; a method name trains the model it samples from.
     if args.method in MODELS:
@@ -116,6 +126,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from .samplers import CountingModel
     from .train import train_model
 
+    _not_all(args)
     method, preset = get_method(args.method), _preset(args)
     device = resolve_device(args.device)
     model, _ = train_model(method.spec_for(args.nfe), preset, device=device.type, retrain=args.retrain)
@@ -137,7 +148,78 @@ def _shape(preset) -> tuple[int, ...]:
 def cmd_bench(args: argparse.Namespace) -> None:
     from .bench.harness import run_bench
 
-    run_bench(args)
+    if args.method == ALL:
+        bench_all(args)
+    else:
+        run_bench(args)
+
+
+def bench_all(args: argparse.Namespace) -> dict[str, int]:
+    """``bench --method all``: every method whose model the preset configures, each on its default NFE grid,
+    reusing trained models, then the report. Every method is validated (and dry-run) before any training; a
+    method that fails later is reported and the rest go on, finished rows kept. Returns rows per method."""
+    import traceback
+
+    from rich.markup import escape
+
+    from .bench.config import config_from_args, dry_run
+    from .bench.harness import run_bench
+    from .methods import METHODS
+    from .report_utils import console, log
+    from .train import resolve_preset
+
+    if getattr(args, "nfe", None):
+        raise ValueError(f"--nfe cannot be combined with --method {ALL}: each method runs its own default grid "
+                         "(`trilemma-bench methods` lists them); bench one method to choose its NFEs")
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    preset = resolve_preset(PRESETS[args.preset], getattr(args, "dataset", None))
+    names = [m.name for m in METHODS.values() if m.model in preset.models]
+    if not names:
+        raise ValueError(f"preset {preset.name!r} configures no model that a method samples from")
+
+    # One Namespace per method, as the parser makes it for `bench --method <name>` with the same options.
+    per_method = {}
+    for name in names:
+        ns = build_parser().parse_args(["bench", "--method", name])
+        ns.__dict__.update({k: v for k, v in vars(args).items() if k != "method"})
+        per_method[name] = ns
+    specs = {}
+    for name, ns in per_method.items():
+        try:
+            cfg = config_from_args(ns)
+            dry_run(cfg)
+        except ValueError as err:
+            raise ValueError(f"--method {ALL}: method {name}: {err}") from None
+        specs[name] = {cfg.spec_for(n).tag for n in cfg.nfes}
+
+    log(f"bench --method {ALL} on preset {preset.name}: {', '.join(names)}")
+    done: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    retrained: set[str] = set()
+    for name, ns in per_method.items():
+        ns.retrain = bool(getattr(args, "retrain", False)) and not specs[name] <= retrained  # once per model
+        try:
+            done[name] = len(run_bench(ns))
+            retrained |= specs[name]
+        except Exception as err:  # noqa: BLE001  one method's failure must not cost the others' rows
+            failed[name] = f"{type(err).__name__}: {err}"
+            console.print(traceback.format_exc(), markup=False, highlight=False)
+            log(f"[red]method {escape(name)} failed[/] ({escape(failed[name])}); going on with the rest")
+
+    from .bench.results import results_path
+
+    results = Path(getattr(args, "results", None) or "results")
+    if results_path(results).exists():
+        from .report import make_report
+
+        log(f"report -> {make_report(results, results / 'report')}")
+    for name in names:
+        log(f"  {name:20s} " + (f"{done[name]} rows" if name in done else f"[red]failed[/]: {escape(failed[name])}"))
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(names)} methods failed ({', '.join(failed)}); the rows of the "
+                         "others are in the results and the report; rerun one with --method <name>")
+    return done
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """Methods: a trained model (what `train` makes) plus the sampler that turns it into images.
 
-A method that is only a sampler (DDIM, later DPM-Solver++ and Heun) names the model it reuses, so the
+A method that is only a sampler (DDIM, DPM-Solver++, Heun) names the model it reuses, so the
 DDPM network is trained once and shared. A method whose NFE is a property of the model (DDGAN: one
 generator per number of denoising steps T) maps each NFE to a variant of its model, trained and
 checkpointed on its own (:meth:`Method.spec_for`). Each model's module lists its methods; this file
@@ -14,13 +14,14 @@ import lightning as L
 from .base import Method, ModelSpec, SampleFn
 from .ddpm import DDPM
 from .ddpm_samplers import DDPM_METHODS
+from .solvers import DDPM_SOLVER_METHODS
 
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 
 # Trainable models by name: an explicit registry.
 MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM}
 
-METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS]}
+METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS]}
 
 
 def get_method(name: str) -> Method:
