@@ -91,7 +91,7 @@ def test_report_builds_tables_plots_and_a_page_that_stands_alone(tmp_path: Path)
     assert cell["ms_per_image_mean"] == pytest.approx(1.005)
 
     md = (out / "report.md").read_text()
-    assert "## digits · preset digits · n=100 · test cpu (cpu, 1 thread) · float32" in md
+    assert "## digits · preset digits · n=100 · raw features vs test split · test cpu (cpu, 1 thread) · float32" in md
     # ms/image then FID, each 'mean ± 95% half-width', the half-width to two significant digits
     assert f"| ddim | ddim-sampler | 10 | 2 | 1.005 ± 0.064 | 10.5 ± {half:.1f} |" in md
     assert "| real data (floor) | heldout-val, n=100 as the cells | – | 2 |" in md
@@ -126,7 +126,7 @@ def test_cells_timed_at_different_thread_counts_are_never_averaged(tmp_path: Pat
     model = summary[summary["method"] == "ddim"].sort_values("threads")
     assert model["threads"].tolist() == ["1", "2"] and model["n_seeds"].tolist() == [2, 1]
     assert model["ms_per_image_mean"].tolist() == pytest.approx([2.1, 1.0])  # never (1 + 2 + 2.2) / 3
-    assert [setting_label(k).split(" · ")[3] for k, _, _ in sections] == ["test cpu (cpu, 1 thread)",
+    assert [setting_label(k).split(" · ")[4] for k, _, _ in sections] == ["test cpu (cpu, 1 thread)",
                                                                           "test cpu (cpu, 2 threads)"]
     text = " ".join(notes)
     assert "timed under 2 conditions" in text and "never averaged" in text
@@ -155,6 +155,7 @@ def test_sample_size_and_features_are_part_of_the_setting(tmp_path: Path) -> Non
     assert sorted(s[2]["fid_mean"].iloc[0] for s in sections) == [1.0, 2.0, 3.0]
     assert sorted((k["num_samples"], k["feature_extractor"]) for k, _, _ in sections) == [
         ("100", "inception"), ("100", "raw"), ("200", "raw")]
+    assert len({setting_label(k) for k, _, _ in sections}) == 3  # every section's title says how it differs
 
 
 def test_older_checkpoints_are_left_out(tmp_path: Path) -> None:

@@ -129,7 +129,8 @@ def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
         cells = rows[rows["method"] != REAL]
         real_summary = summary[summary["method"] == REAL]
         summary.attrs["extractor"] = key["feature_extractor"]
-        plots = {name: str(p.relative_to(out)) for name, p in plot_setting(summary, title, slug, out / "plots").items()}
+        pngs = plot_setting(summary, setting_label(key, sep="\n"), slug, out / "plots")
+        plots = {name: str(p.relative_to(out)) for name, p in pngs.items()}
         section_notes = [*timing_note(cells, key), *quality_note(cells if len(cells) else rows, key), *real_note(real_summary, key["num_samples"])]
         table = display_table(summary)
         extra = _analysis(cells, summary)

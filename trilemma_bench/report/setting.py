@@ -24,6 +24,8 @@ QUALITY = ["dataset", "preset", "num_samples", "feature_extractor", "reference_s
 TIMING = ["device", "device_name", "threads", "dtype", "compiled"]
 # Speed switches newer tables record; part of the setting where the table has them.
 OPTIONAL_TIMING = ["channels_last", "cuda_graphs", "world_size"]
+# ... and what rows written before a switch existed ran with (a missing value there means the default).
+OPTIONAL_DEFAULTS = {"channels_last": "False", "cuda_graphs": "False", "world_size": "1"}
 REAL = "real"  # the method name of real-data rows
 # Rows of one model are the same model when they share these and the checkpoint.
 CHECKPOINT_SCOPE = ["dataset", "preset", "device", "device_name", "model"]
@@ -48,6 +50,8 @@ def normalize(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
     missing = [c for c in columns if c not in rows]
     for col in columns:
         rows[col] = rows[col].map(_text) if col in rows else UNKNOWN
+        if col in OPTIONAL_DEFAULTS:
+            rows[col] = rows[col].replace(UNKNOWN, OPTIONAL_DEFAULTS[col])
     return rows, columns, missing
 
 
@@ -89,23 +93,18 @@ def _plural(n: str, word: str) -> str:
     return f"{n} {word}" + ("" if n == "1" else "s")
 
 
-def setting_label(key: dict[str, str]) -> str:
-    """A section title: data and scope, then the timing condition."""
+def setting_label(key: dict[str, str], sep: str = " · ") -> str:
+    """A section title naming every part of the setting: the data and its scoring, ``sep``, then the timing
+    condition (pass sep="\n" for two lines)."""
     threads = "threads unknown" if key["threads"] == UNKNOWN else _plural(key["threads"], "thread")
     device = key["device_name"] if key["device_name"] != UNKNOWN else key["device"]
     flags = [f for f in ("compiled", "channels_last", "cuda_graphs") if key.get(f) == "True"]
-    if key.get("world_size", "1") not in ("1", UNKNOWN):
+    if key.get("world_size", "1") != "1":
         flags.append(f"{key['world_size']} processes")
-    return " · ".join(
-        [
-            key["dataset"],
-            f"preset {key['preset']}",
-            f"n={key['num_samples']}",
-            f"{device} ({key['device']}, {threads})",
-            key["dtype"],
-            *flags,
-        ]
-    )
+    scope = [key["dataset"], f"preset {key['preset']}", f"n={key['num_samples']}",
+             f"{key['feature_extractor']} features vs {key['reference_split']} split"]
+    timing = [f"{device} ({key['device']}, {threads})", key["dtype"], *flags]
+    return " · ".join(scope) + sep + " · ".join(timing)
 
 
 def setting_slug(key: dict[str, str]) -> str:
