@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/report)")
+    p.add_argument("--budget-nfe", type=float, default=None,
+                   help="print the best cell on quality and diversity within this many NFE (no report written)")
+    p.add_argument("--budget-ms", type=float, default=None,
+                   help="print the best cell on quality and diversity within this ms/image (no report written)")
 
     p = sub.add_parser("features", help="feature extractors")
     fsub = p.add_subparsers(dest="features_command", required=True)
@@ -225,6 +229,11 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import make_report
 
+    if getattr(args, "budget_nfe", None) is not None or getattr(args, "budget_ms", None) is not None:
+        from .report.budget import print_budget
+
+        print_budget(args.results, args.budget_nfe, args.budget_ms)
+        return
     make_report(args.results, args.out or args.results / "report")
 
 

@@ -1,10 +1,14 @@
 """``trilemma-bench report``: tables, plots and an HTML page, from the results table alone.
 
-<out>/summary.csv          one line per setting, method, NFE: mean and std over seeds
-<out>/report.md            the same as Markdown tables, with the plots
+One section per setting (:mod:`.setting`: data, sample size, features, reference split, and the timing
+condition: device, threads, dtype, compilation); timings of different conditions are never averaged.
+
+<out>/summary.csv          one line per setting and cell: mean, std, 95% t half-width and n over seeds
+<out>/report.md            per section: notes, the table with the real-data floor, significance on and
+                           near the Pareto front, the trilemma view over budgets, the plots
 <out>/plots/*.png|svg      FID vs NFE, FID vs ms/image, recall & coverage vs ms/image, precision vs recall
 <out>/grids/...            copies of the sample grids, so the folder stands alone
-<out>/index.html           all of it, readable from disk without a server
+<out>/index.html           all of it, readable from disk without a server, with a budget selector
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ import pandas as pd
 
 from ..bench.results import read_results, results_path
 from ..report_utils import log
-from .html import Section, write_index
+from .front import comparison_table, front_comparisons
+from .html import Section, selector_data, write_index
+from .notes import INTERVALS, mixed_conditions, quality_note, real_note, timing_note
 from .plots import plot_setting
-from .tables import SETTING, current_rows, display_table, markdown, setting_label, setting_slug, summarize
+from .setting import REAL, current_rows, normalize, real_rows_for, setting_label, setting_slug
+from .tables import METRICS, display_table, markdown, summarize
+from .trilemma import budget_table, fronts
 
-__all__ = ["make_report"]
+__all__ = ["load_sections", "make_report"]
 
 
 def _grids(rows: pd.DataFrame, results_dir: Path, out: Path) -> dict[str, dict[int, str]]:
@@ -39,56 +47,102 @@ def _grids(rows: pd.DataFrame, results_dir: Path, out: Path) -> dict[str, dict[i
     return found
 
 
-def _notes(rows: pd.DataFrame, extractors: list[str]) -> list[str]:
-    """What a reader needs to trust one setting's numbers: hardware, sample sizes, features, data."""
+def load_sections(results_dir: Path | str) -> tuple[list[tuple[dict, pd.DataFrame, pd.DataFrame]], list[str]]:
+    """The results grouped by setting: [(setting key, the section's rows, its summary)], and header notes.
 
-    def values(col: str) -> str:
-        return ", ".join(map(str, sorted(rows[col].dropna().unique()))) if col in rows else "?"
+    A section's rows are its cells' rows and the real-data rows of its quality scope (their setting
+    columns set to the section's, since real data carries no timing)."""
+    rows = read_results(results_dir)
+    if rows.empty:
+        raise ValueError(f"no results in {results_path(results_dir)}: run `trilemma-bench bench` first")
+    rows, superseded = current_rows(rows)
+    rows, setting, missing = normalize(rows)
+    notes = [f"{len(rows)} rows from {results_path(results_dir)}.", INTERVALS]
+    if superseded:
+        notes.append(f"{superseded} rows of older checkpoints (retrained since) are left out.")
+    if missing:
+        notes.append(f"Not recorded in this table (older rows): {', '.join(missing)}; read as 'unknown', so rows "
+                     "that differ there cannot be told apart.")
+    real = rows[rows["method"] == REAL]
+    cells = rows[rows["method"] != REAL]
+    notes += mixed_conditions(cells, setting)
+    keys = cells[setting].drop_duplicates().to_dict("records")
+    covered = {tuple(k[c] for c in ("dataset", "preset", "num_samples", "feature_extractor", "reference_split"))
+               for k in keys}
+    for k in real[setting].drop_duplicates().to_dict("records"):  # real data whose cells are missing
+        scope = (k["dataset"], k["preset"], k["num_samples"], k["feature_extractor"], k["reference_split"])
+        if scope not in covered:
+            covered.add(scope)
+            keys.append(k)
+    sections = []
+    for key in sorted(keys, key=lambda k: [k[c] for c in setting]):
+        mine = cells
+        for col in setting:
+            mine = mine[mine[col] == key[col]]
+        floor = real_rows_for(real, key).assign(**key)
+        part = pd.concat([mine, floor], ignore_index=True)
+        sections.append((key, part, summarize(part, setting)))
+    return sections, notes
 
-    accuracy = rows["extractor_accuracy"].dropna() if "extractor_accuracy" in rows else pd.Series(dtype=float)
-    return [
-        f"device: {values('device_name')}; torch {values('torch_version')}; commit {values('git_commit')}",
-        (
-            f"samples per cell: {values('num_samples')}; fixed batch: {values('batch_size')}; ms/image is the "
-            "median over timed batches (warm-up excluded); error bars and ± are the std over seeds"
-        ),
-        f"features: {', '.join(extractors)}"
-        + (f" (classifier test accuracy {accuracy.iloc[-1]:.4f})" if len(accuracy) else "")
-        + f"; FID against the {values('reference_split')} split; data: {values('dataset_source')}; "
-        f"checkpoint: {values('checkpoint')}",
-    ]
+
+def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """The significance tables on and near the front, and the trilemma view."""
+    out = []
+    for metric, min_y in (("fid", True), ("coverage", False)):
+        if f"{metric}_mean" not in summary:
+            continue
+        comparisons, _ = front_comparisons(summary, rows, metric, min_y=min_y)
+        if not comparisons:
+            continue
+        title, pattern, _ = METRICS[metric]
+        out.append((
+            f"Significance on and near the Pareto front: {title} against ms/image",
+            comparison_table(comparisons, title, pattern, min_y=min_y),
+            [("Paired by seed (same initial noise): per-seed differences cell − vs, their mean and 95% t interval; "
+             "significant when the interval excludes 0. 'front: next faster' compares each front cell with the "
+             "front cell before it in time; a dominated cell is 'near' the front when no front cell that "
+             "dominates it (as fast or faster, as good or better on the means) is significantly better, and is "
+             "listed against each of them. Dominated cells significantly worse are not listed.")],
+        ))
+    for budget_col, what in (("nfe", "NFE (counted)"), ("ms_per_image", "ms/image (mean over seeds)")):
+        table = budget_table(summary, rows, budget_col)
+        if not table.empty:
+            out.append((f"Trilemma view: the best cell within a budget of {what}", table,
+                        [("Best = best mean among cells within the budget; 'tied with' = not significantly "
+                         "different from it (paired by seed, 95% t interval holds 0).")]))
+    lines = fronts(summary)
+    if lines:
+        out.append(("Pareto fronts (mean over seeds, increasing time)", pd.DataFrame(), lines))
+    return out
 
 
 def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
     """Build the report of every row in ``<results_dir>/results.csv`` into ``out_dir``; returns index.html."""
     results_dir, out = Path(results_dir), Path(out_dir)
-    rows = read_results(results_dir)
-    if rows.empty:
-        raise ValueError(f"no results in {results_path(results_dir)}: run `trilemma-bench bench` first")
-    rows, superseded = current_rows(rows)
+    sections_data, notes = load_sections(results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows)
-    summary.to_csv(out / "summary.csv", index=False)
-
-    notes = [f"{len(rows)} rows from {results_path(results_dir)}; mean ± sample std over seeds."]
-    if superseded:
-        notes.append(f"{superseded} rows of older checkpoints (retrained since) are left out.")
-    md = ["# trilemma-bench report", "", *notes, ""]
-    sections = []
-    for key, part in summary.groupby(SETTING, sort=True, dropna=False):
-        cell_rows = rows.merge(part[SETTING].drop_duplicates(), on=SETTING)
+    md = ["# trilemma-bench report", "", *[f"{n}  " for n in notes], ""]
+    sections, summaries = [], []
+    for key, rows, summary in sections_data:
         title, slug = setting_label(key), setting_slug(key)
-        part = part.copy()
-        extractors = sorted(cell_rows["feature_extractor"].dropna().astype(str).unique())
-        part.attrs["extractor"] = ", ".join(extractors)
-        pngs = plot_setting(part, title, slug, out / "plots")
+        summaries.append(summary.assign(section=slug))
+        cells = rows[rows["method"] != REAL]
+        real_summary = summary[summary["method"] == REAL]
+        summary.attrs["extractor"] = key["feature_extractor"]
+        pngs = plot_setting(summary, setting_label(key, sep="\n"), slug, out / "plots")
         plots = {name: str(p.relative_to(out)) for name, p in pngs.items()}
-        section_notes = _notes(cell_rows, extractors)
-        table = display_table(part)
-        sections.append(Section(title, table, plots, _grids(cell_rows, results_dir, out), section_notes))
+        section_notes = [*timing_note(cells, key), *quality_note(cells if len(cells) else rows, key), *real_note(real_summary, key["num_samples"])]
+        table = display_table(summary)
+        extra = _analysis(cells, summary)
+        sections.append(Section(title, table, plots, _grids(cells, results_dir, out), section_notes, extra,
+                                selector_data(summary, cells)))
         md += [f"## {title}", "", *[f"{n}  " for n in section_notes], "", markdown(table), ""]
+        for heading, extra_table, extra_notes in extra:
+            md += [f"### {heading}", "", *[f"{n}  " for n in extra_notes], ""]
+            md += [markdown(extra_table, left=3), ""] if not extra_table.empty else []
         md += [f"![{name}]({p})" for name, p in plots.items()] + [""]
+    pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
     index = write_index(out, sections, notes)
-    log(f"report of {len(rows)} rows ({len(summary)} cells) -> {index}")
+    log(f"report of {sum(len(s[1]) for s in sections_data)} rows in {len(sections)} sections -> {index}")
     return index

@@ -1,22 +1,63 @@
 """A self-contained ``index.html``: every path is relative to the report folder, so the page opens from
-disk (file://) with no server, and the folder can be moved or zipped whole."""
+disk (file://) with no server, and the folder can be moved or zipped whole. A small dependency-free script
+answers the trilemma question for any budget the reader types, from tests computed here."""
 
 from __future__ import annotations
 
 import html
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from .front import cell_label, cells_of, per_seed
+from .stats import paired_difference
+from .tables import METRICS
+from .trilemma import AXES
+
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td:nth-child(-n+2) { text-align: left; }
 img.plot { max-width: 48%; margin: 0.5%; border: 1px solid #eee; }
 .grids td { text-align: center; vertical-align: top; } .grids img { width: 180px; image-rendering: pixelated; }
-.note { color: #666; font-size: 13px; }
+.note { color: #555; font-size: 13px; margin: 0.3em 0; }
+.budget input { width: 7em; } .budget { background: #f7f7fb; padding: 0.6em 1em; border: 1px solid #dde; }
+"""
+
+# Best mean within the budget per axis; a cell whose paired test against the best holds 0 is a tie.
+SCRIPT = """
+function trilemmaAnswer(box) {
+  const d = JSON.parse(box.querySelector('script[type="application/json"]').textContent);
+  const nfe = parseFloat(box.querySelector('.b-nfe').value), ms = parseFloat(box.querySelector('.b-ms').value);
+  const fits = d.cells.map(c => (isNaN(nfe) || c.nfe <= nfe) && (isNaN(ms) || c.ms <= ms * (1 + 1e-9)));
+  const lines = d.axes.map(a => {
+    let best = -1;
+    d.cells.forEach((c, i) => {
+      const v = c[a.metric];
+      if (!fits[i] || v === null) return;
+      if (best < 0 || (a.higher ? v > d.cells[best][a.metric] : v < d.cells[best][a.metric])) best = i;
+    });
+    if (best < 0) return `<tr><th>${a.title}</th><td>no cell within this budget</td></tr>`;
+    const ties = [], untested = [];
+    d.cells.forEach((c, i) => {
+      if (i === best || !fits[i] || c[a.metric] === null) return;
+      const s = a.sig[i][best];
+      if (s === null) untested.push(c.label); else if (!s) ties.push(c.label);
+    });
+    const b = d.cells[best], half = b[a.metric + '_ci95'];
+    let text = `${b.label} (${b[a.metric].toPrecision(3)}${half === null ? '' : ' ± ' + half.toPrecision(2)})`;
+    if (ties.length) text += ' tied with ' + ties.join(', ');
+    if (untested.length) text += '; untested against ' + untested.join(', ') + ' (fewer than 2 shared seeds)';
+    return `<tr><th>${a.title}</th><td>${text}</td></tr>`;
+  });
+  box.querySelector('.answer').innerHTML = lines.join('');
+}
+if (typeof document !== 'undefined')
+  document.addEventListener('DOMContentLoaded', () => document.querySelectorAll('.budget').forEach(trilemmaAnswer));
 """
 
 
@@ -27,6 +68,47 @@ class Section:
     plots: dict[str, str]  # name -> relative PNG path
     grids: dict[str, dict[int, str]] = field(default_factory=dict)  # method -> nfe -> relative PNG path
     notes: list[str] = field(default_factory=list)
+    extra: list[tuple[str, pd.DataFrame, list[str]]] = field(default_factory=list)  # (heading, table, notes)
+    selector: dict | None = None
+
+
+def _num(v) -> float | None:
+    return float(v) if v is not None and isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def selector_data(summary: pd.DataFrame, rows: pd.DataFrame) -> dict | None:
+    """What the budget script needs: each cell's NFE, ms/image and means, and per axis whether each pair
+    of cells differs significantly (paired by seed; None where no test is possible)."""
+    cells = cells_of(summary, "ms_per_image", "ms_per_image")
+    if cells.empty:
+        return None
+    records = cells.to_dict("records")
+    data = {"cells": [], "axes": []}
+    for line in records:
+        item = {"label": cell_label(line), "nfe": int(line["nfe"]), "ms": _num(line["ms_per_image_mean"])}
+        for metric, _ in AXES:
+            item[metric] = _num(line.get(f"{metric}_mean"))
+            item[f"{metric}_ci95"] = _num(line.get(f"{metric}_ci95"))
+        data["cells"].append(item)
+    for metric, higher in AXES:
+        if f"{metric}_mean" not in cells:
+            continue
+        seeds = [per_seed(rows, line, metric) for line in records]
+        sig = [[paired_difference(a, b).significant for b in seeds] for a in seeds]
+        data["axes"].append({"metric": metric, "higher": higher, "sig": sig,
+                             "title": f"best {METRICS[metric][0]} ({'higher' if higher else 'lower'})"})
+    return data
+
+
+def _selector(data: dict) -> str:
+    blob = json.dumps(data).replace("</", "<\\/")
+    return (
+        "<div class='budget'><b>Trilemma at your budget</b> (leave a box empty for no limit): "
+        "NFE ≤ <input class='b-nfe' type='number' min='1' oninput='trilemmaAnswer(this.closest(\".budget\"))'> "
+        "ms/image ≤ <input class='b-ms' type='number' min='0' step='any' "
+        "oninput='trilemmaAnswer(this.closest(\".budget\"))'>"
+        f"<script type='application/json'>{blob}</script><table class='answer'></table></div>"
+    )
 
 
 def _grid_table(grids: dict[str, dict[int, str]]) -> str:
@@ -43,15 +125,14 @@ def _grid_table(grids: dict[str, dict[int, str]]) -> str:
             for n in nfes
         )
         rows.append(f"<tr><th>{html.escape(method)}</th>{cells}</tr>")
-    return (
-        f'<h3>Samples (first seed)</h3><table class="grids"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
-    )
+    return f'<h3>Samples (first seed)</h3><table class="grids"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
 
 
 def write_index(out: Path, sections: list[Section], header_notes: list[str]) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>trilemma-bench report</title>",
-        f"<style>{STYLE}</style></head><body><h1>trilemma-bench: speed, quality and diversity</h1>",
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
+        "<h1>trilemma-bench: speed, quality and diversity</h1>",
     ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in header_notes]
     for s in sections:
@@ -62,6 +143,13 @@ def write_index(out: Path, sections: list[Section], header_notes: list[str]) -> 
             f'<a href="{html.escape(p)}"><img class="plot" src="{html.escape(p)}" alt="{html.escape(name)}"></a>'
             for name, p in s.plots.items()
         ]
+        if s.selector:
+            parts.append(_selector(s.selector))
+        for heading, table, notes in s.extra:
+            parts.append(f"<h3>{html.escape(heading)}</h3>")
+            parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+            if not table.empty:
+                parts.append(table.to_html(index=False, border=0, escape=True))
         parts.append(_grid_table(s.grids))
     parts.append("</body></html>")
     path = out / "index.html"

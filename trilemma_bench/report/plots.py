@@ -1,8 +1,11 @@
-"""Trade-off plots of one setting: each method a line over its NFE grid, error bars over seeds, and the
-Pareto front across all methods' points marked (dashed line, ringed points)."""
+"""Trade-off plots of one setting: each method a line over its NFE grid (mean over seeds, bars the 95% t
+interval), the legend saying how many seeds each method's points average, the Pareto front as the
+attainable staircase, the real data's value (the floor of FID at the cells' sample size) as a line with
+its interval as a band, and NFE labels placed so that none overlaps another."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -11,156 +14,216 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from .front import cells_of, pareto_mask, staircase
+from .labels import Label, place_labels
+from .setting import REAL
+from .tables import is_matched
 
 MARKERS = "osD^vP*Xh<>p"
+DPI = 130
+LEGEND_TITLE = "mean ± 95% t interval over seeds"
 
 
 def method_styles(methods: list[str]) -> dict[str, dict]:
     """Colour and marker per method, fixed by sorted name so a method looks the same on every plot."""
     colors = plt.get_cmap("tab10").colors
-    return {
-        m: {"color": colors[i % 10], "marker": MARKERS[i % len(MARKERS)]}
-        for i, m in enumerate(sorted(methods))
-    }
+    return {m: {"color": colors[i % 10], "marker": MARKERS[i % len(MARKERS)]} for i, m in enumerate(sorted(methods))}
 
 
-def pareto_mask(x: np.ndarray, y: np.ndarray, *, min_x: bool = True, min_y: bool = True) -> np.ndarray:
-    """True for the points no other point beats on both axes (ties allowed, one strict)."""
-    sx, sy = (1 if min_x else -1) * np.asarray(x, float), (1 if min_y else -1) * np.asarray(y, float)
-    ok = np.isfinite(sx) & np.isfinite(sy)
-    mask = np.zeros(len(sx), bool)
-    for i in np.flatnonzero(ok):
-        dominated = ok & (sx <= sx[i]) & (sy <= sy[i]) & ((sx < sx[i]) | (sy < sy[i]))
-        mask[i] = not dominated.any()
-    return mask
+def seeds_text(n_seeds) -> str:
+    """'3 seeds', '1 seed', or '2–3 seeds' when a method's points average different numbers."""
+    lo, hi = int(min(n_seeds)), int(max(n_seeds))
+    count = str(lo) if lo == hi else f"{lo}–{hi}"
+    return f"{count} seed{'' if hi == 1 else 's'}"
 
 
-def _draw_front(ax: plt.Axes, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
-    """A wide grey band under the methods' lines through the non-dominated points, which are ringed."""
-    if mask.sum() == 0:
+def _ci(part: pd.DataFrame, col: str) -> np.ndarray | None:
+    half = part.get(f"{col}_ci95")
+    return None if half is None or half.isna().all() else half.fillna(0).to_numpy(float)
+
+
+def _mean(part: pd.DataFrame, col: str) -> np.ndarray:
+    if col == "nfe":
+        return part["nfe"].to_numpy(float)
+    return pd.to_numeric(part[f"{col}_mean"], errors="coerce").to_numpy(float)
+
+
+def _draw_front(ax: plt.Axes, x: np.ndarray, y: np.ndarray, *, min_x: bool, min_y: bool) -> None:
+    """The attainable frontier: a grey staircase behind the methods' lines; front points ringed."""
+    if not np.isfinite(x).any():
         return
-    order = np.argsort(x[mask])
-    ax.plot(
-        x[mask][order],
-        y[mask][order],
-        color="0.6",
-        lw=7,
-        alpha=0.35,
-        solid_capstyle="round",
-        zorder=0,
-        label="Pareto front (all methods)",
-    )
-    ax.scatter(x[mask], y[mask], s=190, facecolors="none", edgecolors="0.3", lw=1.3, zorder=3)
+    extend = np.nanmax(x) if min_x else np.nanmin(x)
+    sx, sy = staircase(x, y, min_x=min_x, min_y=min_y, extend=extend)
+    if len(sx) == 0:
+        return
+    ax.plot(sx, sy, color="0.55", lw=5, alpha=0.35, solid_joinstyle="miter", zorder=0,
+            label="Pareto front (attainable)")
+    mask = pareto_mask(x, y, min_x=min_x, min_y=min_y)
+    ax.scatter(x[mask], y[mask], s=170, facecolors="none", edgecolors="0.3", lw=1.2, zorder=3)
 
 
-def _err(summary: pd.DataFrame, col: str) -> np.ndarray | None:
-    std = summary.get(f"{col}_std")
-    return None if std is None or std.isna().all() else std.fillna(0).to_numpy()
+def matched_real(real: pd.DataFrame, col: str) -> list[dict]:
+    """The real-data lines scored at the cells' sample size with a value of ``col``."""
+    return [r for r in real.to_dict("records") if is_matched(r) and math.isfinite(r.get(f"{col}_mean", math.nan))]
 
 
-def _trade_off(
-    ax: plt.Axes,
-    summary: pd.DataFrame,
-    xcol: str,
-    ycol: str,
-    styles: dict,
-    *,
-    min_x: bool,
-    min_y: bool,
-    label_nfe: bool,
-) -> None:
-    for method, part in summary.groupby("method", sort=True):
+def _real_text(line: dict, word: str) -> str:
+    n = line.get("real_n")
+    n_text = int(n) if isinstance(n, (int, float)) and math.isfinite(n) else "?"
+    return f"real data at n={n_text} ({word}, {seeds_text([line['n_seeds']])}; {line['sampler']})"
+
+
+def _draw_real(ax: plt.Axes, lines: list[dict], col: str, word: str) -> None:
+    """Each real-data line's mean as a dashed horizontal line, its 95% interval as a grey band."""
+    for line in lines:
+        mean, half = line[f"{col}_mean"], line.get(f"{col}_ci95", math.nan)
+        ax.axhline(mean, color="black", ls="--", lw=1, zorder=1, label=_real_text(line, word))
+        if math.isfinite(half) and half > 0:
+            lo = max(mean - half, 0.0)  # every metric drawn (FID, recall, coverage) is >= 0
+            if lo <= 0 and ax.get_yscale() == "log":
+                lo = ax.get_ylim()[0]  # the band reaches below what a log axis shows
+            ax.axhspan(lo, mean + half, color="black", alpha=0.08, lw=0, zorder=0)
+
+
+def _band(lines: list[dict], col: str) -> list[float]:
+    out = []
+    for line in lines:
+        mean, half = line[f"{col}_mean"], line.get(f"{col}_ci95", math.nan)
+        out += [mean] + ([mean - half, mean + half] if math.isfinite(half) else [])
+    return out
+
+
+def _trade_off(ax: plt.Axes, cells: pd.DataFrame, xcol: str, ycol: str, styles: dict, *, min_x: bool,
+               min_y: bool, label_nfe: bool) -> list[Label]:
+    """Each method's points and bars, the front; returns the NFE labels to place once the layout is final."""
+    labels = []
+    for method, part in cells.groupby("method", sort=True):
         part = part.sort_values("nfe")
-        x, y = part[f"{xcol}_mean"].to_numpy(float), part[f"{ycol}_mean"].to_numpy(float)
-        if np.isnan(y).all():
-            continue
-        ax.errorbar(
-            x,
-            y,
-            xerr=_err(part, xcol),
-            yerr=_err(part, ycol),
-            label=method,
-            capsize=2,
-            lw=1.4,
-            ms=6,
-            **styles[method],
-        )
+        x, y = _mean(part, xcol), _mean(part, ycol)
+        ax.errorbar(x, y, xerr=_ci(part, xcol), yerr=_ci(part, ycol), capsize=2, lw=1.4, ms=6,
+                    label=f"{method} ({seeds_text(part['n_seeds'])})", **styles[method])
         if label_nfe:
-            for xi, yi, n in zip(x, y, part["nfe"]):
-                ax.annotate(
-                    f"{n}",
-                    (xi, yi),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=7,
-                    color=styles[method]["color"],
-                )
-    x, y = summary[f"{xcol}_mean"].to_numpy(float), summary[f"{ycol}_mean"].to_numpy(float)
-    _draw_front(ax, x, y, pareto_mask(x, y, min_x=min_x, min_y=min_y))
+            color = styles[method]["color"]
+            labels += [Label(xi, yi, str(int(n)), color) for xi, yi, n in zip(x, y, part["nfe"])]
+    _draw_front(ax, _mean(cells, xcol), _mean(cells, ycol), min_x=min_x, min_y=min_y)
+    return labels
 
 
-def _log_if_wide(ax: plt.Axes, values: pd.Series, axis: str) -> None:
-    v = values.dropna()
-    v = v[v > 0]
-    if len(v) and v.max() / v.min() > 10:
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+def _log_range(ax: plt.Axes, cells: pd.DataFrame, col: str, extra: list[float]) -> None:
+    """Log scale where the values span more than a decade, with limits over points, bars and floor."""
+    mean, half = _mean(cells, col), _ci(cells, col)
+    values = np.concatenate([mean, mean - half if half is not None else [], mean + half if half is not None else [],
+                             extra])
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) and values.max() / values.min() > 10:
+        ax.set_yscale("log")
+        ax.set_ylim(values.min() / 1.3, values.max() * 1.3)
 
 
-def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
+def _plain_log_ticks(axis, values=None) -> None:
+    """Log-axis ticks as plain numbers (0.2, 5, 100); at ``values`` where given (the NFEs measured)."""
+    if values is not None:
+        axis.set_major_locator(FixedLocator(sorted(set(values))))
+        axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+
+
+def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], legend_from: plt.Axes) -> int:
+    """One legend under the axes (it never hides a point), the layout, then the NFE labels placed;
+    returns how many labels found no free place."""
+    handles, texts = legend_from.get_legend_handles_labels()
+    legend = fig.legend(handles, texts, loc="lower center", ncol=2, fontsize=7, title=LEGEND_TITLE,
+                        title_fontsize=7, frameon=False)
+    height = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.bbox.height
+    fig.tight_layout(rect=(0, height + 0.01, 1, 1))
+    left_out = 0
+    for ax, labels in label_sets:
+        left_out += place_labels(ax, labels)[1]
+    return left_out
+
+
+def quality_figure(summary: pd.DataFrame, xcol: str, title: str, fid_label: str) -> plt.Figure:
+    """FID against NFE (``xcol="nfe"``) or ms/image, with the floor."""
+    cells, real = cells_of(summary, xcol, "fid"), summary[summary["method"] == REAL]
+    styles = method_styles(list(summary.loc[summary["method"] != REAL, "method"].unique()))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=DPI)
+    by_ms = xcol != "nfe"
+    labels = _trade_off(ax, cells, xcol, "fid", styles, min_x=True, min_y=True, label_nfe=by_ms)
+    ax.set_xscale("log")
+    floors = matched_real(real, "fid")
+    _log_range(ax, cells, "fid", _band(floors, "fid"))
+    _draw_real(ax, floors, "fid", "floor")
+    xlabel = ("sampling time per image (ms, log scale; labels: NFE)" if by_ms
+              else "network evaluations per sample (NFE, log scale)")
+    heading = "Quality vs speed" if by_ms else "Quality vs NFE"
+    ax.set(xlabel=xlabel, ylabel=f"{fid_label}, lower is better")
+    ax.set_title(f"{heading}\n{title}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    _plain_log_ticks(ax.xaxis, None if by_ms else cells["nfe"].astype(float))
+    if ax.get_yscale() == "log":
+        _plain_log_ticks(ax.yaxis)
+    fig.left_out = finish(fig, [(ax, labels)], ax)
+    return fig
+
+
+def diversity_figure(summary: pd.DataFrame, title: str) -> plt.Figure:
+    """Recall and coverage against ms/image, with the real data's values."""
+    real = summary[summary["method"] == REAL]
+    styles = method_styles(list(summary.loc[summary["method"] != REAL, "method"].unique()))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=DPI, sharex=True)
+    sets = []
+    for ax, col in zip(axes, ("recall", "coverage")):
+        cells = cells_of(summary, "ms_per_image", col)
+        sets.append((ax, _trade_off(ax, cells, "ms_per_image", col, styles, min_x=True, min_y=False,
+                                    label_nfe=True)))
+        _draw_real(ax, matched_real(real, col), col, "real images")
+        ax.set_xscale("log")
+        ax.set(xlabel="sampling time per image (ms, log scale; labels: NFE)", ylabel=f"{col}, higher is better")
+        ax.set_title(f"Diversity vs speed: {col}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        _plain_log_ticks(ax.xaxis)
+    fig.suptitle(title, fontsize=9)
+    fig.left_out = finish(fig, sets, axes[0])
+    return fig
+
+
+def precision_recall_figure(summary: pd.DataFrame, title: str) -> plt.Figure:
+    cells, real = cells_of(summary, "recall", "precision"), summary[summary["method"] == REAL]
+    styles = method_styles(list(summary.loc[summary["method"] != REAL, "method"].unique()))
+    fig, ax = plt.subplots(figsize=(5.8, 4.8), dpi=DPI)
+    labels = _trade_off(ax, cells, "recall", "precision", styles, min_x=False, min_y=False, label_nfe=True)
+    for line in matched_real(real, "precision"):
+        one = pd.DataFrame([line])
+        ax.errorbar([line["recall_mean"]], [line["precision_mean"]], xerr=_ci(one, "recall"),
+                    yerr=_ci(one, "precision"), color="black", marker="*", ms=11, capsize=2, ls="none",
+                    label=_real_text(line, "real images"))
+    ax.set(xlabel="recall (diversity), higher is better", ylabel="precision (fidelity), higher is better")
+    ax.set_title(f"Precision vs recall (labels: NFE)\n{title}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.left_out = finish(fig, [(ax, labels)], ax)
+    return fig
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> Path:
+    png = out / f"{name}.png"
+    fig.savefig(png, dpi=DPI)
+    fig.savefig(out / f"{name}.svg")
     plt.close(fig)
-    return paths
+    return png
 
 
 def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path) -> dict[str, Path]:
-    """The four trade-off plots of one setting; returns {plot name: PNG path}."""
+    """The four trade-off plots of one setting (model cells and real-data lines); {plot name: PNG path}."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = summary.assign(nfe_mean=summary["nfe"].astype(float))  # NFE as an axis like the metrics
-    styles = method_styles(list(summary["method"].unique()))
     extractor = summary.attrs.get("extractor", "")
     fid_label = f"FID ({extractor} features)" if extractor else "FID"
-    made: dict[str, Path] = {}
-
-    fid_plots = [  # (x column, x label, title, NFE labels on points, file name)
-        ("nfe", "network evaluations per sample (NFE, log scale)", "Quality vs NFE", False, "fid_vs_nfe"),
-        ("ms_per_image", "sampling time per image (ms, log scale; labels: NFE)", "Quality vs speed", True,
-         "fid_vs_ms"),
-    ]
-    for x, xlabel, heading, label_nfe, name in fid_plots:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        _trade_off(ax, summary, x, "fid", styles, min_x=True, min_y=True, label_nfe=label_nfe)
-        ax.set_xscale("log")
-        _log_if_wide(ax, summary["fid_mean"], "y")
-        ax.set(xlabel=xlabel, ylabel=f"{fid_label}, lower is better", title=f"{heading}\n{title}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        made[name] = _save(fig, out, f"{slug}-{name}")[0]
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True)
-    for ax, col in zip(axes, ("recall", "coverage")):
-        _trade_off(ax, summary, "ms_per_image", col, styles, min_x=True, min_y=False, label_nfe=True)
-        ax.set_xscale("log")
-        ax.set(
-            xlabel="sampling time per image (ms, log scale; labels: NFE)",
-            ylabel=f"{col}, higher is better",
-            title=f"Diversity vs speed: {col}",
-        )
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    made["diversity_vs_ms"] = _save(fig, out, f"{slug}-diversity_vs_ms")[0]
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.6))
-    _trade_off(ax, summary, "recall", "precision", styles, min_x=False, min_y=False, label_nfe=True)
-    ax.set(
-        xlabel="recall (diversity), higher is better",
-        ylabel="precision (fidelity), higher is better",
-        title=f"Precision vs recall (labels: NFE)\n{title}",
-    )
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    made["precision_vs_recall"] = _save(fig, out, f"{slug}-precision_vs_recall")[0]
-    return made
+    figures = {
+        "fid_vs_nfe": quality_figure(summary, "nfe", title, fid_label),
+        "fid_vs_ms": quality_figure(summary, "ms_per_image", title, fid_label),
+        "diversity_vs_ms": diversity_figure(summary, title),
+        "precision_vs_recall": precision_recall_figure(summary, title),
+    }
+    return {name: _save(fig, out, f"{slug}-{name}") for name, fig in figures.items()}

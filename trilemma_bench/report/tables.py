@@ -1,4 +1,5 @@
-"""Summary tables: per setting, method and NFE, the mean and spread over seeds of each metric."""
+"""Summary tables: per setting and cell (method, sampler, NFE), the mean over seeds of each metric with
+its 95% Student-t interval and the number of seeds; real-data rows as the floor of each setting."""
 
 from __future__ import annotations
 
@@ -6,110 +7,120 @@ import math
 
 import pandas as pd
 
-# A setting is what makes numbers comparable on one plot: same data, network size and hardware.
-SETTING = ["dataset", "preset", "device", "dtype", "compiled"]
-CELL = [*SETTING, "method", "sampler", "nfe"]
-METRICS = [
-    "ms_per_image",
-    "cpu_ms_per_image",
-    "fid",
-    "kid",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "modes",
-    "mode_kl",
-]
-SHOWN = {  # column title and format of the Markdown / HTML tables
-    "ms_per_image": ("ms/image", "{:.3g}"),
-    "cpu_ms_per_image": ("CPU ms/image", "{:.3g}"),
-    "fid": ("FID", "{:.3g}"),
-    "precision": ("precision", "{:.3f}"),
-    "recall": ("recall", "{:.3f}"),
-    "coverage": ("coverage", "{:.3f}"),
-    "modes": ("modes", "{:.1f}"),
-    "mode_kl": ("mode KL", "{:.3f}"),
+from .setting import REAL
+from .stats import t_half_width
+
+CELL_KEYS = ["method", "sampler", "nfe"]
+# column -> (table title, format, True when higher is better / False lower / None neither)
+METRICS: dict[str, tuple[str, str, bool | None]] = {
+    "ms_per_image": ("ms/image", "{:.3g}", False),
+    "cpu_ms_per_image": ("CPU ms/image", "{:.3g}", False),
+    "sampler_ms_per_image": ("sampler ms/image", "{:.3g}", False),
+    "decoder_ms_per_image": ("decoder ms/image", "{:.3g}", False),
+    "fid": ("FID", "{:.3g}", False),
+    "kid": ("KID", "{:.3g}", False),
+    "precision": ("precision", "{:.3f}", True),
+    "recall": ("recall", "{:.3f}", True),
+    "density": ("density", "{:.3f}", True),
+    "coverage": ("coverage", "{:.3f}", True),
+    "vendi": ("Vendi", "{:.3g}", True),
+    "copy_share": ("copy share", "{:.3f}", False),
+    "modes": ("modes", "{:.1f}", True),
+    "high_quality": ("high-quality share", "{:.3f}", True),
+    "mode_kl": ("mode KL", "{:.3f}", False),
+    "bpd": ("bits/dim", "{:.3f}", False),
+    "recon_fid": ("recon FID (ceiling)", "{:.3g}", False),
 }
+HIDDEN = {"density"}  # in summary.csv, not in the page's tables (too wide already)
 
 
-def current_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Rows of the newest checkpoint of each (setting, model); also how many older rows were set aside.
-
-    A retrained model gives new rows beside the old ones (the checkpoint is part of a row's key);
-    averaging the two would mix two models.
-    """
-    if rows.empty:
-        return rows, 0
-    group = [*SETTING, "model"]
-    stamped = rows.assign(_t=pd.to_datetime(rows["timestamp"], utc=True, errors="coerce"))
-    newest = (
-        stamped.sort_values("_t", kind="stable")
-        .groupby(group, dropna=False)
-        .tail(1)[[*group, "checkpoint"]]
-        .rename(columns={"checkpoint": "_newest"})
-    )
-    merged = stamped.merge(newest, on=group, how="left")
-    keep = (merged["checkpoint"] == merged["_newest"]).to_numpy()
-    return rows[keep].reset_index(drop=True), int((~keep).sum())
+def _seeds(values: pd.Series) -> str:
+    return ",".join(str(int(s)) for s in sorted(values.dropna().unique()))
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (setting, method, sampler, nfe): ``n_seeds`` and ``<metric>_mean`` / ``<metric>_std``
-    (sample standard deviation over seeds, NaN for one seed)."""
+def summarize(rows: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
+    """One line per (setting, method, sampler, nfe): ``n_seeds``, ``seeds``, and per metric present
+    ``<m>_mean``, ``<m>_std`` (sample std over seeds), ``<m>_ci95`` (half-width of the 95% t interval,
+    NaN for one seed) and ``<m>_n`` (seeds with a value)."""
+    group = [*setting, *CELL_KEYS]
+    rows = rows.assign(nfe=pd.to_numeric(rows["nfe"], errors="coerce"))
     present = [m for m in METRICS if m in rows]
-    grouped = rows.groupby(CELL, dropna=False)[present]
-    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
-    out.insert(0, "n_seeds", rows.groupby(CELL, dropna=False)["seed"].nunique())
-    out = out.reset_index().sort_values(CELL, kind="stable").reset_index(drop=True)
-    ordered = [*CELL, "n_seeds", *(f"{m}_{s}" for m in present for s in ("mean", "std"))]
-    return out[ordered]
+    numeric = rows[present].apply(pd.to_numeric, errors="coerce")
+    grouped = numeric.groupby([rows[c] for c in group], dropna=False)
+    mean, std, count = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    out = pd.DataFrame(index=mean.index)
+    seeds = rows.groupby(group, dropna=False)["seed"]
+    out["n_seeds"] = seeds.nunique()
+    out["seeds"] = seeds.agg(_seeds)
+    for extra in ("real_n", "matched_n"):
+        if extra in rows:
+            out[extra] = rows.groupby(group, dropna=False)[extra].first()
+    for m in present:
+        out[f"{m}_mean"] = mean[m]
+        out[f"{m}_std"] = std[m]
+        out[f"{m}_ci95"] = [t_half_width(s, n) for s, n in zip(std[m], count[m])]
+        out[f"{m}_n"] = count[m]
+    out = out.reset_index()
+    is_real = out["method"] == REAL
+    return (
+        out.assign(_real=is_real)
+        .sort_values(["_real", *group], kind="stable")
+        .drop(columns="_real")
+        .reset_index(drop=True)
+    )
 
 
-def fmt(mean: float, std: float, pattern: str) -> str:
+def fmt(mean: float, half: float, pattern: str) -> str:
+    """'mean ± half' (the 95% interval's half-width, two significant digits, the mean to the same
+    decimal place), or the mean alone in ``pattern`` when there is no interval."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    text = pattern.format(mean)
-    return text if std is None or math.isnan(std) else f"{text} ± {pattern.format(std)}"
+    if half is None or not math.isfinite(half):
+        return pattern.format(mean)
+    if half == 0:
+        return f"{pattern.format(mean)} ± 0"
+    decimals = max(0, 1 - math.floor(math.log10(abs(half))))
+    text = f"{mean:.{decimals}f}"
+    return f"{text.lstrip('-') if float(text) == 0 else text} ± {half:.{decimals}f}"
+
+
+def is_matched(line) -> bool:
+    """A real-data line scored at the cells' sample size (its FID is the floor at that n)."""
+    return str(line.get("matched_n", "")).strip() in ("True", "1", "1.0")
+
+
+def _real_label(line) -> tuple[str, str]:
+    n = line.get("real_n")
+    n_text = f"n={int(n)}" if isinstance(n, (int, float)) and math.isfinite(n) else "n=?"
+    if is_matched(line):
+        return "real data (floor)", f"{line['sampler']}, {n_text} as the cells"
+    return "real data (not matched)", f"{line['sampler']}, {n_text} (fewer than the cells)"
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary of one setting as strings, 'mean ± std', columns only where there is a number."""
-    table = pd.DataFrame(
-        {
-            "method": summary["method"],
-            "sampler": summary["sampler"],
-            "NFE": summary["nfe"],
-            "seeds": summary["n_seeds"],
-        }
-    )
-    for metric, (title, pattern) in SHOWN.items():
-        if f"{metric}_mean" in summary and summary[f"{metric}_mean"].notna().any():
-            table[title] = [
-                fmt(m, s, pattern) for m, s in zip(summary[f"{metric}_mean"], summary[f"{metric}_std"])
-            ]
-    return table.reset_index(drop=True)
+    """One setting's summary as text: 'mean ± 95% half-width', the seeds, and only metric columns that
+    hold a number; real-data lines last, labelled."""
+    records = []
+    for line in summary.to_dict("records"):
+        one = int(line["n_seeds"]) == 1
+        seeds = f"{line['n_seeds']} (no interval)" if one else str(line["n_seeds"])
+        if line["method"] == REAL:
+            method, sampler = _real_label(line)
+            record = {"method": method, "sampler": sampler, "NFE": "–", "seeds": seeds}
+        else:
+            record = {"method": line["method"], "sampler": line["sampler"], "NFE": int(line["nfe"]),
+                      "seeds": seeds}
+        for metric, (title, pattern, _) in METRICS.items():
+            if metric in HIDDEN or f"{metric}_mean" not in summary or summary[f"{metric}_mean"].isna().all():
+                continue
+            record[title] = fmt(line[f"{metric}_mean"], line[f"{metric}_ci95"], pattern)
+        records.append(record)
+    return pd.DataFrame.from_records(records)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table (no tabulate dependency)."""
+def markdown(table: pd.DataFrame, left: int = 2) -> str:
+    """A GitHub Markdown table (no tabulate dependency); the first ``left`` columns left-aligned."""
     head = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(table.columns))) + "|"
-    body = ["| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)]
+    rule = "|" + "|".join("---" if i < left else "---:" for i in range(len(table.columns))) + "|"
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in table.itertuples(index=False)]
     return "\n".join([head, rule, *body])
-
-
-def setting_label(key: tuple) -> str:
-    dataset, preset, device, dtype, compiled = key
-    return f"{dataset} · preset {preset} · {device} · {dtype}" + (
-        " · compiled" if str(compiled) == "True" else ""
-    )
-
-
-def setting_slug(key: tuple) -> str:
-    dataset, preset, device, dtype, compiled = key
-    return (
-        f"{dataset}-{preset}-{device}"
-        + ("-bf16" if dtype == "bfloat16" else "")
-        + ("-compiled" if str(compiled) == "True" else "")
-    )
