@@ -110,7 +110,9 @@ PRESETS: dict[str, Preset] = {
                 # 8,000 steps, not 4,000: deterministic DDIM needs the better-trained eps far more than ancestral
                 # DDPM does (2,000 samples: DDIM@50 FID 0.98 -> 0.46 from 4k to 8k steps, DDPM@1000 0.68 -> 0.39).
                 "ddpm": _ddpm(DIGITS_UNET, 8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
-                # DDPM's network (plus Fourier features) and optimisation budget.
+                # DDPM's network (plus Fourier features) and training budget, so that their bits/dim and FID
+                # compare at equal training. VDM's step costs ~1.13x DDPM's (measured at 1 thread), so
+                # `make bench METHOD=vdm` from a fresh clone needs ~26 min, like DDPM's own 1000-NFE grid.
                 "vdm": _vdm(DIGITS_UNET, 8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
             },
             # 2,000 samples: FID's bias and seed spread at 1,000 made DDIM/DDPM ratios swing 1.5-2.9x.

@@ -80,8 +80,9 @@ def diffusion_nats(score: nn.Module, gamma: nn.Module, f: Tensor, t: Tensor, eps
     ``create_graph``: keep gamma' differentiable, so that the bound trains the schedule (training); off for
     evaluation under no_grad.
     """
-    with torch.enable_grad():
-        t = t.detach().to(f.device, f.dtype).requires_grad_(True)
+    # gamma' needs autograd even under no_grad or inference_mode (evaluation): a fresh leaf of its own.
+    with torch.inference_mode(False), torch.enable_grad():
+        t = t.detach().to(f.device, f.dtype).clone().requires_grad_(True)
         g_t = gamma(t)
         (dg,) = torch.autograd.grad(g_t.sum(), t, create_graph=create_graph)
     if not create_graph:
