@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bpd", help="bits/dim bound on the test split (VDM's, or DDPM's with its discretized decoder)")
     _common(p)
+    p.set_defaults(method="vdm")  # vdm, ddpm-fixedlarge or ddpm-fixedsmall: the methods with a likelihood
     p.add_argument("--num-images", type=int, default=None, help="first N images of the split (default: all)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image likelihood streams")
