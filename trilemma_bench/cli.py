@@ -1,4 +1,4 @@
-"""trilemma-bench train | sample | bench | report | features."""
+"""trilemma-bench train | sample | bench | bpd | report | features."""
 
 from __future__ import annotations
 
@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--repeats", type=int, default=None,
                    help="timed batches at least (default: 5); the published ms/image is their median")
+
+    p = sub.add_parser("bpd", help="bits/dim bound on the test split (VDM's, or DDPM's with its discretized decoder)")
+    _common(p)
+    p.set_defaults(method="vdm")  # vdm, ddpm-fixedlarge or ddpm-fixedsmall: the methods with a likelihood
+    p.add_argument("--num-images", type=int, default=None, help="first N images of the split (default: all)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-image likelihood streams")
+    p.add_argument("--time-samples", type=int, default=None, help="VDM: times per image for the diffusion term")
+    p.add_argument("--batch-size", type=int, default=500)
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -226,6 +235,28 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
     return done
 
 
+def cmd_bpd(args: argparse.Namespace) -> None:
+    from .bench.config import resolve_device
+    from .likelihood import TIME_SAMPLES, check_request, evaluate_bpd
+    from .methods import get_method
+    from .report_utils import log
+    from .train import train_model
+
+    time_samples = args.time_samples or TIME_SAMPLES
+    if time_samples < 1 or args.batch_size < 1:
+        raise ValueError("--time-samples and --batch-size must be positive")
+    method, preset = get_method(args.method), _preset(args)
+    check_request(args.method, preset.dataset, args.split, args.num_images)  # bad input refused before training
+    device = resolve_device(args.device)
+    model, _ = train_model(method.spec_for(method.default_nfe[0]), preset, device=device.type, retrain=args.retrain)
+    res = evaluate_bpd(args.method, model, preset.dataset, split=args.split, num_images=args.num_images,
+                       batch_size=args.batch_size, seed=args.seed, time_samples=time_samples, device=device)
+    terms = ", ".join(f"{k} {v:.4f}" for k, v in res.terms.items())
+    log(f"{args.method} on {preset.dataset} (preset {preset.name}, {args.split} split, {res.n} images): "
+        f"{res.mean:.4f} +- {res.sem:.4f} bits/dim (mean +- standard error over images); terms: {terms}")
+    print(f"{res.mean:.6f} {res.sem:.6f}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import make_report
 
@@ -249,12 +280,12 @@ def cmd_methods(args: argparse.Namespace) -> None:
     from .methods import METHODS
 
     for m in METHODS.values():
-        print(f"{m.name:16s} model={m.model:6s} sampler={m.sampler:22s} NFE={list(m.default_nfe)}  {m.description}")
+        print(f"{m.name:20s} model={m.model:6s} sampler={m.sampler:38s} NFE={list(m.default_nfe)}  {m.description}")
     for p in PRESETS.values():
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
 

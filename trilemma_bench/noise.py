@@ -4,7 +4,8 @@ Every random draw of a benchmark comes from a stream keyed by (seed, image index
 ``generate.py`` keys one generator per image; the keys are mixed by NumPy's ``SeedSequence``, so the
 streams of neighbouring images or of two purposes share no draws (the initial noise of image i and
 the ancestral noise of image i are different streams). Purposes: ``"init"`` for x_T, ``"step"`` for the
-noise a stochastic sampler adds, ``"latent"`` for a generator's z (DDGAN).
+noise a stochastic sampler adds, ``"latent"`` for a generator's z (DDGAN), ``"likelihood"`` for the draws of a
+bits/dim estimate of test image i.
 
 Drawing image by image costs one generator call per image; a stream therefore draws ``CHUNK`` steps
 at once for each image and hands them out one step at a time. The stream is defined by that rule,
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-PURPOSES = ("init", "step", "latent")
+PURPOSES = ("init", "step", "latent", "likelihood")
 CHUNK = 32  # steps drawn per image and per generator call
 
 

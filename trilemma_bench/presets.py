@@ -76,6 +76,20 @@ def _ddpm(net: dict[str, Any], train_steps: int, **kwargs: Any) -> TrainConfig:
     return TrainConfig(net, train_steps, options={"num_train_timesteps": 1000, "beta_schedule": "linear"}, **kwargs)
 
 
+def _vdm(net: dict[str, Any], train_steps: int, **kwargs: Any) -> TrainConfig:
+    """VDM's configuration: the official CIFAR-10 run's learnable_scalar schedule between gamma -13.3 and 5.0,
+    Fourier features 2^6 and 2^7 of the input, AdamW (0.9, 0.99) with weight decay 0.01."""
+    return TrainConfig({**net, "fourier": (6, 7)}, train_steps,
+                       options={"gamma_type": "learnable_scalar", "gamma_min": -13.3, "gamma_max": 5.0,
+                                "weight_decay": 0.01, "adam_betas": (0.9, 0.99)}, **kwargs)
+
+
+# The networks VDM shares with DDPM at each size, so that their likelihoods compare.
+DIGITS_UNET = {"type": "unet", "in_channels": 1, "image_size": 8, "ch": 32, "ch_mult": (1, 2), "num_res_blocks": 1,
+               "attn_resolutions": (4,), "dropout": 0.1}
+MNIST_UNET = {"type": "unet", "in_channels": 1, "image_size": 28, "ch": 16, "ch_mult": (1, 2, 4), "num_res_blocks": 1,
+              "attn_resolutions": (7,), "dropout": 0.1}
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -96,9 +110,11 @@ PRESETS: dict[str, Preset] = {
             models={
                 # 8,000 steps, not 4,000: deterministic DDIM needs the better-trained eps far more than ancestral
                 # DDPM does (2,000 samples: DDIM@50 FID 0.98 -> 0.46 from 4k to 8k steps, DDPM@1000 0.68 -> 0.39).
-                "ddpm": _ddpm({"type": "unet", "in_channels": 1, "image_size": 8, "ch": 32, "ch_mult": (1, 2),
-                               "num_res_blocks": 1, "attn_resolutions": (4,), "dropout": 0.1},
-                              8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
+                "ddpm": _ddpm(DIGITS_UNET, 8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
+                # DDPM's network (plus Fourier features) and training budget, so that their bits/dim and FID
+                # compare at equal training. VDM's step costs ~1.13x DDPM's (measured at 1 thread), so
+                # `make bench METHOD=vdm` from a fresh clone needs ~26 min, like DDPM's own 1000-NFE grid.
+                "vdm": _vdm(DIGITS_UNET, 8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
             },
             # 2,000 samples: FID's bias and seed spread at 1,000 made DDIM/DDPM ratios swing 1.5-2.9x.
             num_samples=2000,
@@ -110,9 +126,8 @@ PRESETS: dict[str, Preset] = {
             models={
                 # ch 16 at 28x28 with the width in the 14x14 and 7x7 levels (ch_mult 1,2,4): 0.34 s a step on 2
                 # CPU threads against 0.68 s for ch 32 (1,2,2), so 6,000 steps (16 epochs) fit in about an hour.
-                "ddpm": _ddpm({"type": "unet", "in_channels": 1, "image_size": 28, "ch": 16, "ch_mult": (1, 2, 4),
-                               "num_res_blocks": 1, "attn_resolutions": (7,), "dropout": 0.1},
-                              6000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
+                "ddpm": _ddpm(MNIST_UNET, 6000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
+                "vdm": _vdm(MNIST_UNET, 6000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
             },
             num_samples=2000,
             note="MNIST 28x28, 0.7M-parameter UNet: minutes on a GPU, about an hour on a 2-core CPU.",

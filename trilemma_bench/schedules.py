@@ -1,4 +1,4 @@
-"""Noise schedules: DDPM beta schedules, alpha-bar and log-SNR helpers.
+"""Noise schedules: DDPM beta schedules, alpha-bar and log-SNR helpers; VDM's gamma schedules.
 
 Schedules are built in float64 (as in Ho et al.'s code) because 1 - alpha_bar near t=0 and
 alpha_bar near t=T lose digits in float32; samplers cast per step.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
@@ -55,3 +55,80 @@ def vp_sde_alpha_bar(t: Tensor, beta_min: float = 0.1, beta_max: float = 20.0) -
     """Song et al. 2021 VP-SDE: alpha_bar(t) = exp(-int_0^t beta(s) ds), t in [0, 1] (DDGAN's schedule)."""
     t = t.double()
     return torch.exp(-(beta_min * t + 0.5 * (beta_max - beta_min) * t**2))
+
+
+# ------------------------------------------------------------------------------------------------
+# VDM's noise schedules (Kingma et al. 2021): gamma(t) = -log SNR(t) on t in [0, 1], increasing, with
+# sigma^2 = sigmoid(gamma) and alpha^2 = sigmoid(-gamma). The three kinds of google-research/vdm's
+# model_vdm.py; the learnable ones are trained by the bound itself, endpoints included (the code's choice,
+# not the paper's App. I.2 normalisation between separately learned endpoints).
+
+GAMMA_MIN, GAMMA_MAX = -13.3, 5.0  # the official configs' initial endpoints: SNR from e^13.3 down to e^-5
+GAMMA_TYPES = ("fixed", "learnable_scalar", "learnable_nnet")
+
+
+class FixedLinearGamma(nn.Module):
+    """gamma(t) = gamma_min + (gamma_max - gamma_min) t, nothing learned."""
+
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
+        super().__init__()
+        self.gamma_min, self.gamma_max = float(gamma_min), float(gamma_max)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.gamma_min + (self.gamma_max - self.gamma_min) * t
+
+
+class LearnableScalarGamma(nn.Module):
+    """gamma(t) = b + |w| t, initialised at the endpoints: the official CIFAR-10 run's schedule."""
+
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([gamma_max - gamma_min]))
+        self.b = nn.Parameter(torch.tensor([gamma_min]))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return (self.b + self.w.abs() * t).reshape(t.shape)
+
+
+class MonotoneLinear(nn.Linear):
+    """A dense layer whose weights are used through abs(): non-decreasing in every input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight.abs(), self.bias)
+
+
+class LearnableNNetGamma(nn.Module):
+    """gamma(t) = l1(t) + l3(phi(l2(2t - 1))) / n with phi = 2 sigmoid - 1 and every weight through abs().
+
+    l1 (1 -> 1) starts as the fixed linear schedule; l2 (1 -> n, with bias) and l3 (n -> 1, no bias) start
+    from N(0, 0.01^2) weights (flax's default ``normal()``), so the learned shape starts near-linear.
+    """
+
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX, n_features: int = 1024):
+        super().__init__()
+        self.n_features = n_features
+        self.l1 = MonotoneLinear(1, 1)
+        self.l2 = MonotoneLinear(1, n_features)
+        self.l3 = MonotoneLinear(n_features, 1, bias=False)
+        with torch.no_grad():
+            self.l1.weight.fill_(gamma_max - gamma_min)
+            self.l1.bias.fill_(gamma_min)
+            nn.init.normal_(self.l2.weight, std=0.01)
+            nn.init.zeros_(self.l2.bias)
+            nn.init.normal_(self.l3.weight, std=0.01)
+
+    def forward(self, t: Tensor) -> Tensor:
+        flat = t.reshape(-1, 1).to(self.l1.weight.dtype)
+        h = 2 * torch.sigmoid(self.l2(2 * flat - 1)) - 1  # phi = 2 sigmoid - 1 on inputs scaled to [-1, 1]
+        return (self.l1(flat) + self.l3(h) / self.n_features).reshape(t.shape)
+
+
+def make_gamma(kind: str, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX) -> nn.Module:
+    """VDM's gamma schedule by name (``fixed``, ``learnable_scalar`` or ``learnable_nnet``)."""
+    if kind == "fixed":
+        return FixedLinearGamma(gamma_min, gamma_max)
+    if kind == "learnable_scalar":
+        return LearnableScalarGamma(gamma_min, gamma_max)
+    if kind == "learnable_nnet":
+        return LearnableNNetGamma(gamma_min, gamma_max)
+    raise ValueError(f"unknown VDM gamma schedule {kind!r}: use one of {', '.join(GAMMA_TYPES)}")

@@ -97,6 +97,8 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint behind
     log(f"trained in {seconds:.0f} s; checkpoint {path}")
     _plot_loss(Path(trainer.logger.log_dir) / "metrics.csv", path.with_suffix(".loss.png"))
+    if hasattr(module, "write_artifacts"):
+        module.write_artifacts(path)  # what a model shows beside its checkpoint (VDM: its learned schedule)
     return module.eval(), path
 
 

@@ -15,13 +15,15 @@ from .base import Method, ModelSpec, SampleFn
 from .ddpm import DDPM
 from .ddpm_samplers import DDPM_METHODS
 from .solvers import DDPM_SOLVER_METHODS
+from .vdm import VDM
+from .vdm_samplers import VDM_METHODS
 
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 
 # Trainable models by name: an explicit registry.
-MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM}
+MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM}
 
-METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS]}
+METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS]}
 
 
 def get_method(name: str) -> Method:

@@ -18,6 +18,7 @@ from ..denoisers import Denoiser, NoiseSource, eps_denoiser
 from .base import Method, SampleFn
 
 DenoiserFn = Callable[[nn.Module, L.LightningModule], Denoiser]
+FinishFn = Callable[[L.LightningModule, Tensor], Tensor]
 
 # Budgets users compare these solvers at (the DPM-Solver papers report 10 to 20 NFE; 50 is near convergence).
 # Heun makes 2N - 1 calls: 9 and 11 bracket 10, 19 and 21 bracket 20, 35 is EDM's N = 18.
@@ -26,15 +27,20 @@ HEUN_NFE = (5, 9, 11, 19, 21, 35, 49)
 SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0
 
 
-def _with(denoiser_fn: DenoiserFn, run: Callable[[Denoiser, Tensor, int], Tensor]) -> SampleFn:
+def _with(denoiser_fn: DenoiserFn, run: Callable[[Denoiser, Tensor, int], Tensor], finish: FinishFn | None) -> SampleFn:
     def sample(net: nn.Module, model: L.LightningModule, x: Tensor, nfe: int, noise: NoiseSource) -> Tensor:
-        return run(denoiser_fn(net, model), x, nfe)  # deterministic: the noise source is never drawn from
+        out = run(denoiser_fn(net, model), x, nfe)  # deterministic: the noise source is never drawn from
+        return out if finish is None else finish(model, out)
 
     return sample
 
 
-def solver_methods(model_name: str, denoiser_fn: DenoiserFn, *, prefix: str = "", discrete: bool = True) -> list[Method]:
+def solver_methods(model_name: str, denoiser_fn: DenoiserFn, *, prefix: str = "", discrete: bool = True,
+                   finish: FinishFn | None = None) -> list[Method]:
     """DPM-Solver++(2M), DPM-Solver++(3M, logSNR) and EDM Heun on ``model_name``'s network.
+
+    ``finish(model, x0)`` maps the solver's end point to samples where the model has a last step of its own
+    (VDM's decoder takes the most likely pixel level).
 
     ``discrete``: the network was trained on the integer timesteps of its grid, so Heun evaluates each noise
     level at the nearest one (iDDPMPrecond); a continuous-time model is evaluated at the exact time instead.
@@ -48,15 +54,15 @@ def solver_methods(model_name: str, denoiser_fn: DenoiserFn, *, prefix: str = ""
 
     return [
         Method(f"{prefix}dpmpp-2m", model_name, "dpmpp-2m-midpoint-linspace-lof-sigma0",
-               _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_2m_sample(m, x, nfe=nfe)), DPMPP_NFE,
+               _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_2m_sample(m, x, nfe=nfe), finish), DPMPP_NFE,
                "DPM-Solver++(2M) (Lu et al. 2022) as diffusers' DPMSolverMultistepScheduler runs it by default: "
                "midpoint, linspace timesteps from T-1, first and last steps first order, final sigma 0"),
         Method(f"{prefix}dpmpp-3m-logsnr", model_name, "dpmpp-3m-logsnr-lof10-end-t0",
-               _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_3m_sample(m, x, nfe=nfe)), DPMPP_NFE,
+               _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_3m_sample(m, x, nfe=nfe), finish), DPMPP_NFE,
                "multistep DPM-Solver++ of order 3, logSNR spacing, lower orders at the end below 10 steps, "
                "ending at the grid's first timestep (t = 1/K) as the official dpm-solver code does"),
         Method(f"{prefix}heun", model_name, f"heun-edm-rho{RHO:g}-sigma{SIGMA_MIN:g}-{SIGMA_MAX:g}-clamped-churn0-{t_rule}",
-               _with(denoiser_fn, heun), HEUN_NFE,
+               _with(denoiser_fn, heun, finish), HEUN_NFE,
                "EDM (Karras et al. 2022) Algorithm 1, deterministic Heun, rho = 7, sigma 0.002..80 clamped to the "
                "network's range, through the VP preconditioning of iDDPMPrecond; NFE = 2N - 1 (odd only)"),
     ]

@@ -1,0 +1,128 @@
+"""VDM's continuous schedule as the project's one Denoiser, its ancestral sampler as a method, its schedule on disk.
+
+VDM's ancestral step (model_vdm.py ``sample``), from t to s < t,
+
+    z_s = sqrt(alpha_s^2 / alpha_t^2) (z_t - sigma_t c eps_hat) + sqrt((1 - alpha_s^2) c) eps,  c = -expm1(gamma_s - gamma_t),
+
+is DDPM's posterior q(z_s | z_t, x0_hat) with the beta-tilde variance (with a = alpha^2 and beta = 1 - a_t/a_s,
+c = beta / (1 - a_t), so (1 - a_s) c = beta-tilde), so it runs as ``samplers.ddpm_sample(variance="fixedsmall",
+clip_x0=False)`` on a subsequence uniform in t of the index grid t_k = (k + 1)/K (tests/test_vdm.py checks this
+step by step against the formula). The last step differs: the official sampler steps to t = 0 (noise of
+std sigma_0 sqrt(c) ~ 1.3e-3 at gamma_0 = -13.3) and takes the decoder's argmax; ``ddpm_sample`` steps to
+alpha = 1, returning x0_hat at t = 1/T, and the decoder's argmax follows. The two differ by
+sigma_t (SNR_t / SNR_0) eps_hat / alpha_t plus that noise, below the decoder's resolution (a bin is 2/V wide).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .. import samplers
+from ..denoisers import Denoiser, NoiseSource
+from ..schedules import alphas_cumprod, linear_betas, log_snr
+from .base import Method
+from .solvers import solver_methods
+from .vdm import VDM, net_time
+
+GRID = 1000  # index grid of the Denoiser: t_k = (k + 1)/K, K = 1000 (the DDPM-like grid other samplers step on)
+
+
+def _alpha_bar(gamma64: nn.Module, t: Tensor) -> Tensor:
+    return torch.sigmoid(-gamma64(t))
+
+
+class VDMDenoiser(Denoiser):
+    """VDM's continuous gamma on the grid t_k = (k + 1)/K: alpha-bar = sigmoid(-gamma(t)) exactly (float64) at any
+    index time, grid point or fractional; the network sees the normalised gamma (``vdm.net_time``)."""
+
+    def __init__(self, net: nn.Module, gamma: nn.Module, *, num_steps: int = GRID, gamma_min: float, gamma_max: float):
+        if num_steps < 1:
+            raise ValueError(f"the grid needs at least one point, got num_steps={num_steps}")
+        gamma64 = copy.deepcopy(gamma).double().requires_grad_(False)
+        with torch.no_grad():
+            table = _alpha_bar(gamma64, torch.arange(1, num_steps + 1, dtype=torch.float64) / num_steps)
+        super().__init__(net, table, prediction="eps")
+        self.gamma64 = gamma64
+        self.gamma_min, self.gamma_max = gamma_min, gamma_max
+
+    def time(self, t: float | Tensor) -> Tensor:
+        """Continuous time in [1/K, 1] of index time t in [0, K-1], float64 on the CPU."""
+        t = torch.as_tensor(t, dtype=torch.float64).cpu().clamp(0, self.num_steps - 1)
+        return (t + 1) / self.num_steps
+
+    @torch.no_grad()
+    def alpha_bar_at(self, t: float | Tensor) -> Tensor:
+        return _alpha_bar(self.gamma64, self.time(t))
+
+    @torch.no_grad()
+    def net_time(self, t: Tensor) -> Tensor:
+        s = net_time(self.gamma64(self.time(t)), self.gamma_min, self.gamma_max)
+        return s.to(device=t.device, dtype=torch.float32)
+
+
+def vdm_denoiser(net: nn.Module, model: VDM, num_steps: int = GRID) -> VDMDenoiser:
+    """``net`` (the score network, counted and wrapped by the harness) with the EMA schedule it was averaged with."""
+    h = model.hparams
+    return VDMDenoiser(net, model.gamma(ema=True), num_steps=num_steps, gamma_min=h.gamma_min, gamma_max=h.gamma_max)
+
+
+def ancestral_steps(nfe: int) -> tuple[int, list[int]]:
+    """(K, index steps) for T = nfe ancestral steps uniform in t: t = i/T, i = 1..T, on a grid of K >= 1000 points
+    that T divides (K = 1000 for every T that divides 1000)."""
+    if nfe < 1:
+        raise ValueError(f"VDM's ancestral sampler takes T >= 1 steps (NFE = T), got nfe={nfe}")
+    num_steps = nfe * math.ceil(GRID / nfe)
+    stride = num_steps // nfe
+    return num_steps, list(range(stride - 1, num_steps, stride))
+
+
+def _ancestral(net: nn.Module, model: VDM, x: Tensor, nfe: int, noise: NoiseSource) -> Tensor:
+    num_steps, steps = ancestral_steps(nfe)
+    x0 = samplers.ddpm_sample(vdm_denoiser(net, model, num_steps), x, timesteps=steps, variance="fixedsmall",
+                              clip_x0=False, noise=noise)
+    return model.decode(x0)
+
+
+VDM_METHODS: list[Method] = [
+    Method("vdm", "vdm", "ancestral-fixedsmall-uniform-t-argmax", _ancestral, (10, 20, 50, 100, 1000),
+           "Kingma et al. 2021 ancestral sampling from the learned gamma, T steps uniform in t (DDPM's posterior "
+           "with the beta-tilde variance), the last to alpha = 1, then the decoder's most likely level"),
+    # The ODE solvers on VDM's network, at exact continuous times; they end at the x0 prediction, which the
+    # decoder maps to its most likely level (VDM's samples are bin centres, not the data's own encoding).
+    *solver_methods("vdm", lambda net, model: vdm_denoiser(net, model), prefix="vdm-", discrete=False,
+                    finish=lambda model, x: model.decode(x)),
+]
+
+
+def schedule_table(model: VDM) -> dict[str, list[float]]:
+    """log-SNR = -gamma(t) of the model's (EMA) schedule at t = k/1000, k = 0..1000, beside DDPM's linear schedule
+    (1e-4..0.02, T = 1000) read on the same axis: its index k - 1 at t = k/T, as on VDM's grid (alpha = 1 at t = 0)."""
+    t = torch.arange(GRID + 1, dtype=torch.float64) / GRID
+    with torch.no_grad():
+        vdm = -copy.deepcopy(model.gamma(ema=True)).double()(t)
+    ddpm = log_snr(alphas_cumprod(linear_betas(GRID)))
+    return {"t": t.tolist(), "logsnr_vdm": vdm.tolist(), "logsnr_ddpm_linear": [math.nan, *ddpm.tolist()]}
+
+
+def save_schedule(model: VDM, csv: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.DataFrame(schedule_table(model))
+    table.to_csv(csv, index=False)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(table["t"], table["logsnr_vdm"], label=f"VDM, gamma {model.hparams.gamma_type}")
+    ax.plot(table["t"], table["logsnr_ddpm_linear"], label="DDPM linear betas, T = 1000", ls="--")
+    ax.set(xlabel="t", ylabel="log SNR = -gamma(t)", title=png.stem)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
