@@ -81,11 +81,12 @@ def _preset(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .methods import MODELS, get_method
+    from .methods import METHODS, MODELS, get_method
     from .train import train_model
 
-    # A model name trains that model; a method name trains the model it samples from.
-    if args.method in MODELS:
+    # A model name trains that model; a method name trains the model it samples from (at --nfe, for a method
+    # with one model per NFE, such as ddgan, which names both a method and its model).
+    if args.method in MODELS and args.method not in METHODS:
         spec = args.method
     else:
         method = get_method(args.method)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import lightning as L
 
 from .base import Method, ModelSpec, SampleFn
+from .ddgan import DDGAN, DDGAN_METHODS
 from .ddpm import DDPM
 from .ddpm_samplers import DDPM_METHODS
 
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 
 # Trainable models by name: an explicit registry.
-MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM}
+MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "ddgan": DDGAN}
 
-METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS]}
+METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDGAN_METHODS]}
 
 
 def get_method(name: str) -> Method:
