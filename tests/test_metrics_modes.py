@@ -100,3 +100,21 @@ def test_bad_inputs_raise_clear_errors() -> None:
         modes_toy2d(torch.zeros(5, 2), _grid(), 0.0)
     with pytest.raises(ValueError, match="NaN/Inf"):
         modes_toy2d(torch.tensor([[0.0, float("nan")]]), _grid(), STD)
+
+
+def test_perfect_model_floor_matches_the_multinomial_theory() -> None:
+    from trilemma_bench.metrics import perfect_model_floor
+
+    # 2,000 draws over 1000 modes: E[modes hit] = M (1 - (1 - 1/M)^N) exactly, 864.9; E[KL] ~ (M - 1) / (2N)
+    # only for N >> M, so here the modes hit are the sharp check and the KL must lie well above 0.
+    n, m = 2000, 1000
+    floor = perfect_model_floor(n, m, trials=100, seed=0)
+    assert floor["modes"] == pytest.approx(m * (1 - (1 - 1 / m) ** n), rel=0.005)
+    assert floor["modes_lo"] < floor["modes"] < floor["modes_hi"]
+    # The standard protocol: 26,000 draws hit all 1000 modes, with KL close to the chi-square approximation.
+    std = perfect_model_floor(26_000, 1000, trials=20, seed=1)
+    assert std["modes"] == 1000
+    assert std["mode_kl"] == pytest.approx(999 / (2 * 26_000), rel=0.05)
+    assert std["mode_kl_lo"] < std["mode_kl"] < std["mode_kl_hi"]
+    with pytest.raises(ValueError, match="n_modes"):
+        perfect_model_floor(100, 1)

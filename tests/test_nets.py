@@ -26,16 +26,106 @@ def test_preset_networks_keep_the_data_shape(name: str) -> None:
     assert out.shape == x.shape
 
 
-def test_unet_depends_on_time_z_and_fourier_features() -> None:
+def test_unet_depends_on_time_and_fourier_features() -> None:
     torch.manual_seed(0)
     net = UNet(1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0,
-               fourier=(6, 7), z_dim=4).eval()
-    x, z = torch.randn(2, 1, 8, 8), torch.randn(2, 4)
-    base = net(x, torch.tensor([10, 10]), z)
-    assert not torch.allclose(base, net(x, torch.tensor([900, 900]), z))
-    assert not torch.allclose(base, net(x, torch.tensor([10, 10]), torch.randn(2, 4)))
-    with pytest.raises(ValueError, match="z_dim"):
-        net(x, torch.tensor([1, 1]))
+               fourier=(6, 7)).eval()
+    x = torch.randn(2, 1, 8, 8)
+    base = net(x, torch.tensor([10, 10]))
+    assert not torch.allclose(base, net(x, torch.tensor([900, 900])))
+    without = UNet(1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0).eval()
+    without.load_state_dict({k: v for k, v in net.state_dict().items() if k != "stem.weight"}, strict=False)
+    with torch.no_grad():
+        without.stem.weight.copy_(net.stem.weight[:, :1])
+    assert not torch.allclose(base, without(x, torch.tensor([10, 10])))  # the Fourier channels matter
+
+
+def _latent_unet(**kwargs) -> UNet:
+    torch.manual_seed(0)
+    return UNet(1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0,
+                z_dim=4, z_emb_dim=16, n_mlp=2, **kwargs).eval()
+
+
+def test_unet_latent_reaches_every_res_block_through_adaptive_group_norm_not_the_time_embedding() -> None:
+    from trilemma_bench.nets.embeddings import AdaGroupNorm
+    from trilemma_bench.nets.unet import Attention, ResBlock
+
+    net = _latent_unet()
+    blocks = [m for m in net.modules() if isinstance(m, ResBlock)]
+    assert blocks and all(isinstance(b.block1[0], AdaGroupNorm) and isinstance(b.block2[0], AdaGroupNorm)
+                          for b in blocks)
+    # The other group norms (attention, output head) stay plain, as in DDGAN's NCSN++.
+    plain = sum(isinstance(m, torch.nn.GroupNorm) and m.affine for m in net.modules())
+    assert plain == 1 + sum(isinstance(m, Attention) for m in net.modules())
+    seen: list[torch.Tensor] = []
+    net.embed.register_forward_hook(lambda module, args, out: seen.append(out))
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([1, 3])
+    a, b = net(x, t, torch.randn(2, 4)), net(x, t, torch.randn(2, 4))
+    assert not torch.allclose(a, b, atol=1e-4)  # z changes the output ...
+    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)  # ... but never the time embedding
+    assert not any("embed.z" in name for name, _ in net.named_parameters())  # the old z-in-time path is gone
+    with pytest.raises(ValueError, match="z_dim=4"):
+        net(x, t)
+
+
+def test_adaptive_group_norm_is_a_per_channel_scale_and_shift_of_the_normalised_input() -> None:
+    from trilemma_bench.nets.embeddings import AdaGroupNorm
+
+    torch.manual_seed(0)
+    ada = AdaGroupNorm(2, 4, 3)
+    x, style = torch.randn(5, 4, 6, 6), torch.randn(5, 3)
+    gamma_beta = style @ ada.film.style.weight.T + ada.film.style.bias
+    normed = torch.nn.functional.group_norm(x, 2, eps=1e-6)
+    want = gamma_beta[:, :4, None, None] * normed + gamma_beta[:, 4:, None, None]
+    torch.testing.assert_close(ada(x, style), want)
+    fresh = AdaGroupNorm(2, 4, 3)
+    with torch.no_grad():
+        fresh.film.style.weight.zero_()
+    torch.testing.assert_close(fresh(x, style), normed)  # identity modulation at initialisation
+
+
+def test_unet_tanh_output_is_bounded() -> None:
+    net = _latent_unet(output="tanh")
+    out = net(100 * torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), torch.randn(2, 4))
+    assert out.abs().max() <= 1
+    with pytest.raises(ValueError, match="unknown output"):
+        UNet(1, image_size=8, ch=8, ch_mult=(1,), output="sigmoid")
+
+
+def test_discriminators_judge_a_pair_at_a_step_and_any_batch_size() -> None:
+    from trilemma_bench.nets import Discriminator, MLPDiscriminator
+
+    torch.manual_seed(0)
+    for net, shape in ((Discriminator(3, ch=8, ch_mult=(1, 2, 2), t_dim=16), (3, 28, 28)),
+                       (MLPDiscriminator(2, hidden=16, depth=2, fourier=(0, 1)), (2,))):
+        for batch in (1, 5, 8):  # 5: the stddev group shrinks to a divisor of the batch
+            x_prev, x_t = torch.randn(batch, *shape), torch.randn(batch, *shape)
+            t = torch.zeros(batch, dtype=torch.long)
+            out = net(x_prev, x_t, t)
+            assert out.shape == (batch,)
+        # Each input matters: the less noisy sample, the noisy one and the step.
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.1 * torch.randn_like(p))  # leave the zero initialisation of the official last layers
+        base = net(x_prev, x_t, t)
+        assert not torch.allclose(base, net(torch.randn_like(x_prev), x_t, t))
+        assert not torch.allclose(base, net(x_prev, torch.randn_like(x_t), t))
+        assert not torch.allclose(base, net(x_prev, x_t, t + 3))
+
+
+def test_minibatch_stddev_matches_the_grouped_standard_deviation() -> None:
+    from trilemma_bench.nets.discriminator import minibatch_stddev
+
+    h = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    out = minibatch_stddev(h, group=4)
+    # Groups are samples {j, j + 2, j + 4, j + 6}; one std per group, averaged over features and pixels.
+    for j in range(2):
+        members = h[j::2]
+        want = members.std(dim=0, unbiased=False).mean()
+        for i in range(j, 8, 2):
+            torch.testing.assert_close(out[i, 3], torch.full((4, 4), float(want), dtype=torch.float64), atol=1e-7,
+                                       rtol=0)
+    torch.testing.assert_close(out[:, :3], h)
 
 
 def test_unknown_network_type_is_refused() -> None:

@@ -115,13 +115,14 @@ def _not_all(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .methods import MODELS, get_method
+    from .methods import METHODS, MODELS, get_method
     from .train import train_model
 
     _not_all(args)
 
-    # A model name trains that model; a method name trains the model it samples from.
-    if args.method in MODELS:
+    # A model name trains that model; a method name trains the model it samples from (at --nfe, for a method
+    # with one model per NFE, such as ddgan, which names both a method and its model).
+    if args.method in MODELS and args.method not in METHODS:
         spec = args.method
     else:
         method = get_method(args.method)

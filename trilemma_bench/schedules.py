@@ -132,3 +132,48 @@ def make_gamma(kind: str, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA
     if kind == "learnable_nnet":
         return LearnableNNetGamma(gamma_min, gamma_max)
     raise ValueError(f"unknown VDM gamma schedule {kind!r}: use one of {', '.join(GAMMA_TYPES)}")
+
+# DDGAN's discrete VP schedule (Xiao et al. 2022, official train_ddgan.py get_sigma_schedule): T steps on the
+# time grid t_k = t_min + (1 - t_min) k / T, k = 0..T, with t_min = 1e-3 (their eps_small).
+DDGAN_T_MIN = 1e-3
+DDGAN_MAX_STEPS = 1000
+
+
+def ddgan_time_grid(num_steps: int, t_min: float = DDGAN_T_MIN) -> Tensor:
+    """t_k = t_min + (1 - t_min) k / T for k = 0..T, in float64."""
+    check_ddgan_steps(num_steps)
+    return t_min + (1 - t_min) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+
+
+def check_ddgan_steps(num_steps: object) -> int:
+    """T must be an integer in [1, DDGAN_MAX_STEPS]. The schedule itself is sound for any positive T (betas
+    stay representable in float32 until T ~ 1e6), but past the paper's T <= 8 each step's denoising
+    distribution is nearly Gaussian, so the GAN buys nothing over an ancestral sampler while costing T calls
+    per image and a model per T; the cap is the largest T of the project's diffusion models (DDPM's 1000),
+    for which the shared networks' integer time embedding is built."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= DDGAN_MAX_STEPS:
+        raise ValueError(
+            f"DDGAN's number of denoising steps T (= its NFE) must be an integer from 1 to {DDGAN_MAX_STEPS}, "
+            f"got {num_steps!r}; the paper trains T = 1, 2, 4 (its default) or 8"
+        )
+    return num_steps
+
+
+def ddgan_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = DDGAN_T_MIN) -> Tensor:
+    """beta_k = 1 - alpha_bar(t_k) / alpha_bar(t_{k-1}) of the VP-SDE on DDGAN's grid, k = 1..T, cast to
+    float32 as the official code does (its extra 1e-8 beta at k = 0 only pads the table)."""
+    a = vp_sde_alpha_bar(ddgan_time_grid(num_steps, t_min), beta_min, beta_max)
+    return (1 - a[1:] / a[:-1]).float()
+
+
+def posterior_coefficients(betas: Tensor) -> dict[str, Tensor]:
+    """q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, var) per step t = 0..T-1 (Ho et al. 2020, Eqs. 6-7),
+    in float64 from ``betas``: ``x0`` (c0), ``xt`` (ct) and ``variance`` (beta-tilde); step 0 returns x_0."""
+    beta = betas.double()
+    a = torch.cumprod(1 - beta, dim=0)
+    a_prev = torch.cat([a.new_ones(1), a[:-1]])
+    return {
+        "x0": beta * a_prev.sqrt() / (1 - a),
+        "xt": (1 - a_prev) * (1 - beta).sqrt() / (1 - a),
+        "variance": beta * (1 - a_prev) / (1 - a),
+    }

@@ -73,7 +73,8 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     interactive = sys.stdout.isatty()
     val_every = max(1, cfg.train_steps // 10)
     trainer = L.Trainer(
-        max_steps=cfg.train_steps,
+        # Lightning counts optimizer steps: a GAN's training step makes two (DDGAN), so train_steps counts batches.
+        max_steps=cfg.train_steps * getattr(module, "optimizer_steps_per_batch", 1),
         accelerator="cpu" if device == "cpu" else ("gpu" if device == "cuda" else "auto"),
         devices=devices,
         strategy=strategy,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import lightning as L
 
 from .base import Method, ModelSpec, SampleFn
+from .ddgan import DDGAN, DDGAN_METHODS
 from .ddpm import DDPM
 from .ddpm_samplers import DDPM_METHODS
 from .solvers import DDPM_SOLVER_METHODS
@@ -21,9 +22,9 @@ from .vdm_samplers import VDM_METHODS
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 
 # Trainable models by name: an explicit registry.
-MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM}
+MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM, "ddgan": DDGAN}
 
-METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS]}
+METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS, *DDGAN_METHODS]}
 
 
 def get_method(name: str) -> Method:

@@ -6,16 +6,18 @@ from typing import Any
 
 from torch import nn
 
+from .discriminator import Discriminator, MLPDiscriminator
 from .mlp import MLPDenoiser
 from .unet import UNet
 
-__all__ = ["MLPDenoiser", "UNet", "build_net", "count_params"]
+__all__ = ["Discriminator", "MLPDenoiser", "MLPDiscriminator", "UNet", "build_net", "count_params"]
 
-_NETS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser}
+_NETS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser, "discriminator": Discriminator,
+                                     "mlp_discriminator": MLPDiscriminator}
 
 
 def build_net(config: dict[str, Any]) -> nn.Module:
-    """Build from ``{"type": "unet" | "mlp", **kwargs}``; an explicit registry, never ``globals()``."""
+    """Build from ``{"type": <a key of _NETS>, **kwargs}``; an explicit registry, never ``globals()``."""
     kwargs = dict(config)
     kind = kwargs.pop("type", None)
     if kind not in _NETS:

@@ -1,7 +1,10 @@
 """The one time-conditioned UNet shared by every method (Ho et al. 2020, App. B; PixelCNN++ backbone).
 
 At ch=128, ch_mult=(1,2,2,2), two res blocks, attention at 16x16 and dropout 0.1 on 32x32 inputs it is the
-DDPM paper's 35.7M-parameter CIFAR-10 network; presets shrink it for CPUs.
+DDPM paper's 35.7M-parameter CIFAR-10 network; presets shrink it for CPUs. With ``z_dim`` > 0 it is DDGAN's
+generator body: a latent z, mapped by PixelNorm and an MLP, sets the scale and shift of both group norms
+of every residual block (adaptive group norm, Xiao et al. 2022's NCSN++ with AdaGN); the time embedding
+stays z-free.
 """
 
 from __future__ import annotations
@@ -11,26 +14,46 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .embeddings import ConditionEmbedding, fourier_features
+from .embeddings import AdaGroupNorm, ConditionEmbedding, LatentMapping, fourier_features
+
+
+def groups(channels: int) -> int:
+    # 32 groups as in the paper; tiny test networks have fewer channels than that.
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and g <= channels)
 
 
 def norm(channels: int) -> nn.GroupNorm:
-    # 32 groups as in the paper; tiny test networks have fewer channels than that.
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and g <= channels)
-    return nn.GroupNorm(groups, channels)
+    return nn.GroupNorm(groups(channels), channels)
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
+    """Two convolutions with the time embedding added between them; ``z_emb_dim`` > 0 makes both group
+    norms adaptive (scale and shift from the mapped latent), as DDGAN's ResnetBlock*_Adagn."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, z_emb_dim: int = 0):
         super().__init__()
-        self.block1 = nn.Sequential(norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+
+        def gn(c: int) -> nn.Module:
+            return AdaGroupNorm(groups(c), c, z_emb_dim) if z_emb_dim else norm(c)
+
+        # Module names and order as before the AdaGN path: DDPM checkpoints and initialisations are unchanged.
+        self.block1 = nn.Sequential(gn(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, c_out))
-        self.block2 = nn.Sequential(norm(c_out), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.block2 = nn.Sequential(gn(c_out), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.block1(x) + self.emb(emb)[:, :, None, None]
-        return self.skip(x) + self.block2(h)
+    def forward(self, x: Tensor, emb: Tensor, zemb: Tensor | None = None) -> Tensor:
+        h = _normed(self.block1, x, zemb) + self.emb(emb)[:, :, None, None]
+        return self.skip(x) + _normed(self.block2, h, zemb)
+
+
+def _normed(block: nn.Sequential, x: Tensor, zemb: Tensor | None) -> Tensor:
+    """Run ``block``, whose first layer is a group norm, adaptive ones taking the mapped latent."""
+    first, *rest = block
+    h = first(x, zemb) if isinstance(first, AdaGroupNorm) else first(x)
+    for layer in rest:
+        h = layer(h)
+    return h
 
 
 class Attention(nn.Module):
@@ -52,17 +75,19 @@ class Attention(nn.Module):
 class Level(nn.Module):
     """Res blocks at one resolution, each optionally followed by attention."""
 
-    def __init__(self, chans: Sequence[tuple[int, int]], emb_dim: int, dropout: float, attn: bool):
+    def __init__(self, chans: Sequence[tuple[int, int]], emb_dim: int, dropout: float, attn: bool, z_emb_dim: int = 0):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout) for i, o in chans)
+        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout, z_emb_dim) for i, o in chans)
         self.attn = nn.ModuleList(Attention(o) if attn else nn.Identity() for _, o in chans)
 
 
 class UNet(nn.Module):
     """eps(x, t[, z]) with configurable width, depth, attention resolutions, dropout and extra inputs.
 
-    ``fourier`` adds VDM's Fourier features of the input; ``z_dim`` adds DDGAN's latent; ``out_channels``
-    defaults to the input channels (eps- or x0-prediction share the same body).
+    ``fourier`` adds VDM's Fourier features of the input; ``z_dim`` adds DDGAN's latent through a mapping
+    network (``z_emb_dim`` wide, ``n_mlp`` hidden layers) into adaptive group norms; ``out_channels``
+    defaults to the input channels (eps- or x0-prediction share the same body); ``output="tanh"`` squashes
+    the output into [-1, 1] (DDGAN's generator of images).
     """
 
     def __init__(
@@ -78,11 +103,19 @@ class UNet(nn.Module):
         out_channels: int | None = None,
         fourier: Sequence[int] = (),
         z_dim: int = 0,
+        z_emb_dim: int = 256,
+        n_mlp: int = 3,
+        output: str = "linear",
     ):
         super().__init__()
+        if output not in ("linear", "tanh"):
+            raise ValueError(f"unknown output {output!r}: use 'linear' or 'tanh'")
         self.fourier = tuple(fourier)
+        self.output = output
         emb_dim = 4 * ch
-        self.embed = ConditionEmbedding(ch, emb_dim, z_dim)
+        self.embed = ConditionEmbedding(ch, emb_dim)
+        self.mapping = LatentMapping(z_dim, z_emb_dim, n_mlp) if z_dim else None
+        zd = z_emb_dim if z_dim else 0
         self.stem = nn.Conv2d(in_channels * (1 + 2 * len(self.fourier)), ch, 3, padding=1)
 
         skips, c, res = [ch], ch, image_size
@@ -93,14 +126,14 @@ class UNet(nn.Module):
                 chans.append((c, ch * mult))
                 c = ch * mult
                 skips.append(c)
-            self.down.append(Level(chans, emb_dim, dropout, res in attn_resolutions))
+            self.down.append(Level(chans, emb_dim, dropout, res in attn_resolutions, zd))
             last = i == len(ch_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
                 res //= 2
 
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout), Attention(c), ResBlock(c, c, emb_dim, dropout)])
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd), Attention(c), ResBlock(c, c, emb_dim, dropout, zd)])
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, mult in reversed(list(enumerate(ch_mult))):
@@ -108,7 +141,7 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks + 1):
                 chans.append((c + skips.pop(), ch * mult))
                 c = ch * mult
-            self.up.append(Level(chans, emb_dim, dropout, res in attn_resolutions))
+            self.up.append(Level(chans, emb_dim, dropout, res in attn_resolutions, zd))
             first = i == 0
             self.upsample.append(
                 nn.Identity() if first else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1))
@@ -118,21 +151,23 @@ class UNet(nn.Module):
         self.head = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, z: Tensor | None = None) -> Tensor:
-        emb = self.embed(t, z)
+        emb = self.embed(t)
+        zemb = self.mapping(z) if self.mapping is not None else None
         if self.fourier:
             x = torch.cat([x, fourier_features(x, self.fourier)], dim=1)
         h = self.stem(x)
         hs = [h]
         for level, down in zip(self.down, self.downsample):
             for res, attn in zip(level.res, level.attn):
-                h = attn(res(h, emb))
+                h = attn(res(h, emb, zemb))
                 hs.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb, zemb)), emb, zemb)
         for level, up in zip(self.up, self.upsample):
             for res, attn in zip(level.res, level.attn):
-                h = attn(res(torch.cat([h, hs.pop()], dim=1), emb))
+                h = attn(res(torch.cat([h, hs.pop()], dim=1), emb, zemb))
             h = up(h)
-        return self.head(h)
+        out = self.head(h)
+        return torch.tanh(out) if self.output == "tanh" else out
