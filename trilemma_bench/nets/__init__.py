@@ -6,16 +6,17 @@ from typing import Any
 
 from torch import nn
 
+from .autoencoder import KLAutoencoder
 from .mlp import MLPDenoiser
 from .unet import UNet
 
-__all__ = ["MLPDenoiser", "UNet", "build_net", "count_params"]
+__all__ = ["KLAutoencoder", "MLPDenoiser", "UNet", "build_net", "count_params"]
 
-_NETS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser}
+_NETS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser, "kl-autoencoder": KLAutoencoder}
 
 
 def build_net(config: dict[str, Any]) -> nn.Module:
-    """Build from ``{"type": "unet" | "mlp", **kwargs}``; an explicit registry, never ``globals()``."""
+    """Build from ``{"type": "unet" | "mlp" | "kl-autoencoder", **kwargs}``; an explicit registry, never ``globals()``."""
     kwargs = dict(config)
     kind = kwargs.pop("type", None)
     if kind not in _NETS:
