@@ -128,6 +128,50 @@ def test_minibatch_stddev_matches_the_grouped_standard_deviation() -> None:
     torch.testing.assert_close(out[:, :3], h)
 
 
+@pytest.mark.parametrize(
+    ("size", "ch_mult", "attention_at"),
+    [(7, (1, 2, 2), 1), (14, (1, 2, 2, 2), 2), (4, (1, 2), 0), (2, (1, 2), None), (8, (1, 2), 1)],
+)
+def test_unet_runs_on_sizes_that_are_not_powers_of_two(size: int, ch_mult: tuple[int, ...], attention_at: int | None) -> None:
+    """7x7 (MNIST at f=4), 14x14 with three downsamplings (14 -> 7 -> 4 -> 2), 4x4 and 2x2 latents of digits;
+    attention sits at the level whose real size is 4 (7 -> 4, not 7 // 2 = 3)."""
+    from trilemma_bench.nets.unet import Attention
+
+    torch.manual_seed(0)
+    net = UNet(2, image_size=size, ch=8, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=(4,), dropout=0.0)
+    x = torch.randn(3, 2, size, size)
+    assert net(x, torch.tensor([0, 500, 999])).shape == x.shape
+    where = [i for i, level in enumerate(net.down) if isinstance(level.attn[0], Attention)]
+    assert where == ([] if attention_at is None else [attention_at])
+
+
+@pytest.mark.parametrize("size", range(1, 10))
+def test_cropped_upsampling_is_nearest_interpolation_to_the_size(size: int) -> None:
+    from trilemma_bench.nets.unet import Upsample
+
+    up = Upsample(3)
+    with torch.no_grad():
+        up[1].weight.zero_()
+        up[1].weight[:, :, 1, 1] = torch.eye(3)  # the conv as the identity: what is left is the resampling
+        up[1].bias.zero_()
+    small = torch.randn(2, 3, (size + 1) // 2, (size + 1) // 2)
+    want = torch.nn.functional.interpolate(small, size=(size, size), mode="nearest")
+    torch.testing.assert_close(up(small, (size, size)), want)
+
+
+@pytest.mark.parametrize(("size", "f", "latent"), [(8, 1, 8), (8, 2, 4), (8, 4, 2), (28, 4, 7), (28, 8, 4)])
+def test_autoencoder_downsamples_by_f_and_decodes_back_to_the_image_size(size: int, f: int, latent: int) -> None:
+    from trilemma_bench.nets.autoencoder import KLAutoencoder, levels_for
+
+    ae = KLAutoencoder(1, image_size=size, ch=8, ch_mult=(1, 2, 2, 2)[: levels_for(f)], z_channels=3)
+    x = torch.rand(2, 1, size, size) * 2 - 1
+    recon, mean, logvar = ae(x)
+    assert ae.f == f and mean.shape == logvar.shape == (2, 3, latent, latent) and ae.latent_shape == (3, latent, latent)
+    assert recon.shape == x.shape
+    with pytest.raises(ValueError, match=f"takes {latent}x{latent} latents"):
+        ae.decode(torch.zeros(1, 3, latent + 1, latent + 1))
+
+
 def test_unknown_network_type_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown network type"):
         build_net({"type": "transformer"})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trilemma_bench.data import DATASETS
+from trilemma_bench.bench.config import sample_shape
 from trilemma_bench.methods import METHODS
 from trilemma_bench.noise import CHUNK, ImageNoise, initial_noise, stream_seed
-from trilemma_bench.presets import get_preset
+from trilemma_bench.presets import PRESETS
 from trilemma_bench.train import build_model
 
 
@@ -43,15 +43,17 @@ def test_initial_noise_is_per_image_and_a_purpose_keeps_one_shape() -> None:
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_gives_image_i_the_same_sample_whatever_the_batch(name: str) -> None:
     method = METHODS[name]
-    # The smoke preset where it has the method's model; VDM's discrete decoder has no toy2d configuration.
-    preset = next(p for p in map(get_preset, ("smoke", "digits")) if method.model in p.models)
+    # The smoke preset where it has the method's model, else the first (smallest) preset that has it: VDM's
+    # discrete decoder and latent diffusion's autoencoder need images, so their models live in the image presets.
+    preset = next(p for p in PRESETS.values() if method.model in p.models)
     nfe = 7 if 7 in method.default_nfe or method.variant is None else method.default_nfe[0]
     torch.manual_seed(0)
     model = build_model(method.spec_for(nfe), preset).eval()
-    x_T = initial_noise(DATASETS[preset.dataset].shape, 1, range(6))
+    x_T = initial_noise(sample_shape(model, preset.dataset), 1, range(6))
     whole = method.sample(model, x_T, nfe, noise=ImageNoise(1, range(6)))
     split = torch.cat([method.sample(model, x_T[a:b], nfe, noise=ImageNoise(1, range(a, b))) for a, b in ((0, 1), (1, 6))])
-    # The network's own float32 GEMMs differ by ~1e-7 between batch sizes, and an untrained network's ODE
-    # amplifies that (samples reach |x| ~ 400; DPM-Solver++(3M) moved one coordinate of 14 by 1.8e-5): compare
-    # on the samples' scale, where a wrong noise stream would differ by O(1).
-    torch.testing.assert_close(whole, split, rtol=1e-6, atol=1e-6 * max(1.0, float(whole.abs().max())))
+    # Convolutions pick other kernels for other batch sizes (float round-off of ~3e-5 after 10 UNet steps), and an
+    # untrained network's ODE amplifies the GEMMs' ~1e-7 (samples reach |x| ~ 400; DPM-Solver++(3M) moved one
+    # coordinate of 14 by 1.8e-5): compare on the samples' scale, where a wrong noise stream would differ by O(1).
+    tol = 1e-6 if preset.dataset == "toy2d" else 1e-4
+    torch.testing.assert_close(whole, split, rtol=tol, atol=tol * max(1.0, float(whole.abs().max())))

@@ -132,7 +132,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from .bench.config import resolve_device
+    import torch
+
+    from .bench.config import resolve_device, sample_shape
     from .grid import save_samples
     from .methods import get_method
     from .noise import ImageNoise, initial_noise
@@ -146,17 +148,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model, _ = train_model(method.spec_for(args.nfe), preset, device=device.type, retrain=args.retrain)
     model = model.to(device)
     net = CountingModel(model.denoiser())
-    # The same streams as the benchmark's: image i of --seed here is image i of that seed's cells.
-    x_T = initial_noise(_shape(preset), args.seed, range(args.n), device)
+    # The same streams as the benchmark's: image i of --seed here is image i of that seed's cells. A latent
+    # model draws x_T in its own shape, and its samples are decoded.
+    x_T = initial_noise(sample_shape(model, preset.dataset), args.seed, range(args.n), device)
     x = method.sample(model, x_T, args.nfe, net=net, noise=ImageNoise(args.seed, range(args.n)))
+    if method.decoder is not None:
+        with torch.no_grad():
+            x = method.decoder(model)(x)
     save_samples(x, args.out, title=f"{method.name}, {net.nfe} NFE")
     log(f"{args.n} samples from {method.name} at {net.nfe} NFE -> {args.out}")
-
-
-def _shape(preset) -> tuple[int, ...]:
-    from .data import DATASETS
-
-    return DATASETS[preset.dataset].shape
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from .checkpoints import checkpoint_path, load_checkpoint
 from .data import DATASETS, TrilemmaDataModule
 from .methods import MODELS, ModelSpec
-from .presets import Preset
+from .presets import Preset, TrainConfig
 from .report_utils import log
 
 
@@ -39,14 +39,27 @@ def _spec(model: str | ModelSpec) -> ModelSpec:
     return spec
 
 
-def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
-    """An untrained model of ``model`` (a name or a variant) configured by ``preset``."""
-    spec = _spec(model)
+def _config(spec: ModelSpec, preset: Preset) -> TrainConfig:
     cfg = preset.train_config(spec.name)
-    if spec.options:
-        cfg = cfg.with_options(**spec.options)
-    return MODELS[spec.name].from_config(cfg, is_image=DATASETS[preset.dataset].is_image,
-                                         training_config=preset.training_config(spec.name, spec.options))
+    return cfg.with_options(**spec.options) if spec.options else cfg
+
+
+def prerequisites(model: str | ModelSpec, preset: Preset) -> dict[str, ModelSpec]:
+    """The models ``model`` is trained on top of (latent diffusion: its autoencoder), by the model class's
+    ``prerequisites(cfg)``; none for most models."""
+    spec = _spec(model)
+    hook = getattr(MODELS[spec.name], "prerequisites", None)
+    return hook(_config(spec, preset)) if hook is not None else {}
+
+
+def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
+    """An untrained model of ``model`` (a name or a variant) configured by ``preset``. A model with
+    prerequisites gets untrained copies of them, to shape itself by (latent diffusion: its latent size)."""
+    spec = _spec(model)
+    first = {key: build_model(dep, preset) for key, dep in prerequisites(spec, preset).items()}
+    return MODELS[spec.name].from_config(_config(spec, preset), is_image=DATASETS[preset.dataset].is_image,
+                                         training_config=preset.training_config(spec.name, spec.options),
+                                         **({"prerequisites": first} if first else {}))
 
 
 def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto", retrain: bool = False,
@@ -57,18 +70,28 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     ``devices`` > 1 trains data-parallel (Lightning's DDP; ``strategy`` as the Trainer takes it). Each
     process takes batch_size / devices samples a step, so the step's batch, and hence the training
     configuration a checkpoint records, is the preset's whatever the number of processes.
-    """
+
+    Prerequisites (latent diffusion's autoencoder) are trained or reused first, ``retrain`` included; a model
+    takes them in before training (``use_prerequisites``) and, reused, refuses ones it was not trained on
+    (``check_prerequisites``)."""
     spec = _spec(model)
     cfg = preset.train_config(spec.name)
     path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
+    first = {key: train_model(dep, preset, device=device, retrain=retrain, root=root, seed=seed)[0]
+             for key, dep in prerequisites(spec, preset).items()}
     if path.exists() and not retrain:
         log(f"reusing checkpoint {path}")
-        return load_checkpoint(MODELS[spec.name], path, preset.training_config(spec.name, spec.options)), path
+        module = load_checkpoint(MODELS[spec.name], path, preset.training_config(spec.name, spec.options))
+        if first:
+            module.check_prerequisites(first)
+        return module, path
 
     if devices < 1 or cfg.batch_size % devices:
         raise ValueError(f"--devices {devices} must divide the batch of {cfg.batch_size} (each process takes a share)")
     L.seed_everything(seed, verbose=False)
     module = build_model(spec, preset)
+    if first:
+        module.use_prerequisites(first)
     data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size // devices, seed=seed, hflip=cfg.hflip)
     interactive = sys.stdout.isatty()
     val_every = max(1, cfg.train_steps // 10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import lightning as L
 
+from .autoencoder import Autoencoder
 from .base import Method, ModelSpec, SampleFn
 from .ddgan import DDGAN, DDGAN_METHODS
 from .ddpm import DDPM
@@ -18,16 +19,25 @@ from .ddpm_samplers import DDPM_METHODS
 from .solvers import DDPM_SOLVER_METHODS
 from .vdm import VDM
 from .vdm_samplers import VDM_METHODS
+from .latent import LatentDiffusion
+from .latent_samplers import ALIASES as LDM_ALIASES
+from .latent_samplers import LDM_METHODS
 
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 
 # Trainable models by name: an explicit registry.
-MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM, "ddgan": DDGAN}
+MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM, "ddgan": DDGAN, "kl-ae": Autoencoder,
+                                              "ldm": LatentDiffusion}
 
-METHODS: dict[str, Method] = {m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS, *DDGAN_METHODS]}
+METHODS: dict[str, Method] = {
+    m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS, *DDGAN_METHODS, *LDM_METHODS]
+}
+# Short names of a family's default variant (`ldm-ddim` runs `ldm-f2-ddim`); rows carry the full name.
+ALIASES: dict[str, str] = {**LDM_ALIASES}
 
 
 def get_method(name: str) -> Method:
+    name = ALIASES.get(name, name)
     if name not in METHODS:
         hint = ""
         if name in MODELS:

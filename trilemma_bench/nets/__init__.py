@@ -6,14 +6,15 @@ from typing import Any
 
 from torch import nn
 
+from .autoencoder import KLAutoencoder
 from .discriminator import Discriminator, MLPDiscriminator
 from .mlp import MLPDenoiser
 from .unet import UNet
 
-__all__ = ["Discriminator", "MLPDenoiser", "MLPDiscriminator", "UNet", "build_net", "count_params"]
+__all__ = ["Discriminator", "KLAutoencoder", "MLPDenoiser", "MLPDiscriminator", "UNet", "build_net", "count_params"]
 
 _NETS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser, "discriminator": Discriminator,
-                                     "mlp_discriminator": MLPDiscriminator}
+                                     "mlp_discriminator": MLPDiscriminator, "kl-autoencoder": KLAutoencoder}
 
 
 def build_net(config: dict[str, Any]) -> nn.Module:

@@ -81,6 +81,30 @@ class Level(nn.Module):
         self.attn = nn.ModuleList(Attention(o) if attn else nn.Identity() for _, o in chans)
 
 
+class Upsample(nn.Sequential):
+    """Nearest-neighbour x2 then a 3x3 conv, cropped to the size of the level it returns to.
+
+    Sizes need not be powers of two: downsampling (a stride-2 conv with padding 1) maps n to ceil(n / 2),
+    so 7 -> 4 comes back as 8 and is cropped to 7 before the conv. For every n this equals nearest
+    interpolation straight to n (pixel i reads floor(i / 2) either way). Kept as (upsample, conv) so the
+    parameter names of earlier checkpoints still load.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: Tensor, size: Sequence[int]) -> Tensor:
+        return self[1](self[0](x)[..., : size[0], : size[1]])
+
+
+def level_sizes(image_size: int, levels: int) -> list[int]:
+    """Spatial size at each level: stride-2 convs with padding 1 take n to ceil(n / 2)."""
+    sizes = [image_size]
+    for _ in range(levels - 1):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
 class UNet(nn.Module):
     """eps(x, t[, z]) with configurable width, depth, attention resolutions, dropout and extra inputs.
 
@@ -118,7 +142,9 @@ class UNet(nn.Module):
         zd = z_emb_dim if z_dim else 0
         self.stem = nn.Conv2d(in_channels * (1 + 2 * len(self.fourier)), ch, 3, padding=1)
 
-        skips, c, res = [ch], ch, image_size
+        # Attention goes where a level's size is in attn_resolutions, sizes taken as they really are (7 -> 4).
+        sizes = level_sizes(image_size, len(ch_mult))
+        skips, c = [ch], ch
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         for i, mult in enumerate(ch_mult):
             chans = []
@@ -126,12 +152,11 @@ class UNet(nn.Module):
                 chans.append((c, ch * mult))
                 c = ch * mult
                 skips.append(c)
-            self.down.append(Level(chans, emb_dim, dropout, res in attn_resolutions, zd))
+            self.down.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd))
             last = i == len(ch_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
-                res //= 2
 
         self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd), Attention(c), ResBlock(c, c, emb_dim, dropout, zd)])
 
@@ -141,13 +166,8 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks + 1):
                 chans.append((c + skips.pop(), ch * mult))
                 c = ch * mult
-            self.up.append(Level(chans, emb_dim, dropout, res in attn_resolutions, zd))
-            first = i == 0
-            self.upsample.append(
-                nn.Identity() if first else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1))
-            )
-            if not first:
-                res *= 2
+            self.up.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd))
+            self.upsample.append(nn.Identity() if i == 0 else Upsample(c))
         self.head = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, z: Tensor | None = None) -> Tensor:
@@ -168,6 +188,7 @@ class UNet(nn.Module):
         for level, up in zip(self.up, self.upsample):
             for res, attn in zip(level.res, level.attn):
                 h = attn(res(torch.cat([h, hs.pop()], dim=1), emb, zemb))
-            h = up(h)
+            if isinstance(up, Upsample):
+                h = up(h, hs[-1].shape[-2:])  # back to the size of the skip it meets next
         out = self.head(h)
         return torch.tanh(out) if self.output == "tanh" else out
