@@ -489,3 +489,16 @@ def test_speed_options_are_checked_recorded_and_keep_the_numbers(cache: Path, tm
     assert len(read_results(tmp_path).query("method != 'real'")) == 2  # two timing conditions, two cells
     assert row["fid"] == pytest.approx(base["fid"], rel=1e-5)
     assert row["warmup_seconds"] > 0
+
+
+def test_set_columns_writes_only_the_rows_that_match(tmp_path: Path) -> None:
+    from trilemma_bench.bench.results import set_columns
+
+    upsert_row(tmp_path, _row(seed=0))
+    upsert_row(tmp_path, _row(seed=1))
+    upsert_row(tmp_path, _row(seed=0, method="ddpm-fixedsmall"))
+    assert set_columns(tmp_path, {"method": "ddim"}, {"bpd": 1.25, "bpd_split": "test"}) == 2
+    assert set_columns(tmp_path, {"method": "heun"}, {"bpd": 9.0}) == 0
+    table = read_results(tmp_path)
+    assert table.loc[table["method"] == "ddim", "bpd"].tolist() == [1.25, 1.25]
+    assert table.loc[table["method"] != "ddim", "bpd"].isna().all()

@@ -160,3 +160,31 @@ def test_bpd_command_refuses_bad_input_before_training(argv: list[str], message:
     assert main(["bpd", *argv, "--preset", "digits"]) == 2
     assert message in capsys.readouterr().err.replace("\n", " ")
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_bench_rows_of_a_method_with_a_likelihood_carry_its_bits_per_dim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys) -> None:
+    """The bench joins the checkpoint's bound to every row of it; a method without one gets none; the bpd command
+    gives the same figure (same per-image streams) and writes it into the rows of that checkpoint only."""
+    from trilemma_bench.bench.results import read_results
+
+    monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    common = ["--preset", "digits", "--steps", "2", "--device", "cpu", "--threads", "1"]
+    bench = [*common, "--num-samples", "24", "--extractor", "raw", "--results", str(results)]
+    assert main(["bench", "--method", "ddpm-fixedsmall", "--nfe", "2", "--seeds", "0,1", "--bpd-images", "6", *bench]) == 0
+    assert main(["bench", "--method", "ddim", "--nfe", "2", *bench]) == 0
+    table = read_results(results)
+    small, ddim = table[table["method"] == "ddpm-fixedsmall"], table[table["method"] == "ddim"]
+    assert len(small) == 2 and small["bpd"].notna().all() and small["bpd"].nunique() == 1
+    assert (small["bpd_n"] == 6).all() and (small["bpd_split"] == "test").all()
+    assert 0 < float(small["bpd"].iloc[0]) < 20 and float(small["bpd_sem"].iloc[0]) > 0
+    assert ddim["bpd"].isna().all() and table.loc[table["method"] == "real", "bpd"].isna().all()
+
+    capsys.readouterr()
+    assert main(["bpd", "--method", "ddpm-fixedsmall", *common, "--num-images", "6", "--results", str(results)]) == 0
+    mean, _ = map(float, capsys.readouterr().out.split()[-2:])
+    assert mean == pytest.approx(float(small["bpd"].iloc[0]), rel=1e-6)
+    after = read_results(results)
+    assert after.loc[after["method"] == "ddim", "bpd"].isna().all()  # rows of other methods untouched
+    assert (after.loc[after["method"] == "ddpm-fixedsmall", "bpd"] == small["bpd"].iloc[0]).all()

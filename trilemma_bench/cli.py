@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--repeats", type=int, default=None,
                    help="timed batches at least (default: 5); the published ms/image is their median")
+    p.add_argument("--bpd-images", type=int, default=None,
+                   help="methods with a likelihood (vdm, ddpm-fixed*): bits/dim bound of this many test images in "
+                        "every row (default: 500, or the whole split if smaller; 0: none)")
 
     p = sub.add_parser("bpd", help="bits/dim bound on the test split (VDM's, or DDPM's with its discretized decoder)")
     _common(p)
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image likelihood streams")
     p.add_argument("--time-samples", type=int, default=None, help="VDM: times per image for the diffusion term")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--results", type=Path, default=None,
+                   help="also write the figure into the rows of this method's checkpoint in this results folder")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -249,12 +254,21 @@ def cmd_bpd(args: argparse.Namespace) -> None:
     method, preset = get_method(args.method), _preset(args)
     check_request(args.method, preset.dataset, args.split, args.num_images)  # bad input refused before training
     device = resolve_device(args.device)
-    model, _ = train_model(method.spec_for(method.default_nfe[0]), preset, device=device.type, retrain=args.retrain)
+    model, path = train_model(method.spec_for(method.default_nfe[0]), preset, device=device.type, retrain=args.retrain)
     res = evaluate_bpd(args.method, model, preset.dataset, split=args.split, num_images=args.num_images,
                        batch_size=args.batch_size, seed=args.seed, time_samples=time_samples, device=device)
     terms = ", ".join(f"{k} {v:.4f}" for k, v in res.terms.items())
     log(f"{args.method} on {preset.dataset} (preset {preset.name}, {args.split} split, {res.n} images): "
         f"{res.mean:.4f} +- {res.sem:.4f} bits/dim (mean +- standard error over images); terms: {terms}")
+    if args.results is not None:
+        from .bench.provenance import checkpoint_id
+        from .bench.results import set_columns
+
+        where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, path)}
+        changed = set_columns(args.results, where, {"bpd": res.mean, "bpd_sem": res.sem, "bpd_n": res.n,
+                                                    "bpd_split": args.split})
+        log(f"bits/dim written into {changed} rows of {args.method} ({where['checkpoint']}) in {args.results}"
+            + ("" if changed else ": none matched (bench this method and checkpoint first)"))
     print(f"{res.mean:.6f} {res.sem:.6f}")
 
 

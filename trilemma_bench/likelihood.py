@@ -208,3 +208,16 @@ def evaluate_bpd(method: str, model: torch.nn.Module, dataset: str, *, split: st
     per = {name: torch.cat(v) for name, v in rows.items()}
     bpd = per.pop("bpd")
     return BpdResult(float(bpd.mean()), float(bpd.std() / math.sqrt(n)), n, {k: float(v.mean()) for k, v in per.items()})
+
+
+def bpd_columns(method: str, model: torch.nn.Module, dataset: str, *, num_images: int, split: str = "test",
+                device: torch.device | str = "cpu") -> dict[str, float | int | str]:
+    """The results table's likelihood columns for ``method``'s model: bits/dim of the first ``num_images`` of
+    ``split`` (the whole split if smaller), or {} where there is no bound (no likelihood, no pixel levels, 0)."""
+    from .data import DATASETS, load_split
+
+    if num_images == 0 or method not in LIKELIHOOD_METHODS or DATASETS[dataset].levels is None:
+        return {}
+    n = min(num_images, len(load_split(dataset, split)[0]))
+    res = evaluate_bpd(method, model, dataset, split=split, num_images=n, device=device)
+    return {"bpd": res.mean, "bpd_sem": res.sem, "bpd_n": res.n, "bpd_split": split}

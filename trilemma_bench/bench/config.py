@@ -25,6 +25,9 @@ from .speed import check_options
 PRDC_K = 5
 WARMUP_NFE = 10  # warm-up runs the sampler this many steps (fewer if the cell's NFE is smaller)
 MIN_REPEATS_CPU = 5  # timed batches at least: the published figure is their median
+# Test images whose bits/dim bound joins the rows of a method with a likelihood: DDPM's full bound costs T = 1000
+# network calls per batch, about a 1000-NFE sampling pass over these images.
+BPD_IMAGES = 500
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BenchConfig:
     channels_last: bool = False
     cuda_graphs: bool = False
     devices: int = 1  # processes that train (DDP) and sample (sharded) together
+    bpd_images: int = BPD_IMAGES  # 0: no bits/dim column
 
     @property
     def dtype(self) -> str:
@@ -104,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             "it is for `trilemma-bench train`"
         )
     check_shards(num_samples, batch_size, devices)
+    bpd_images = getattr(args, "bpd_images", None)
+    bpd_images = BPD_IMAGES if bpd_images is None else bpd_images
+    if bpd_images < 0:
+        raise ValueError(f"--bpd-images must be 0 (no bits/dim) or positive, got {bpd_images}")
 
     device = resolve_device(getattr(args, "device", "auto"))
     speed = {k: bool(getattr(args, k, False)) for k in ("compile", "channels_last", "cuda_graphs")}
@@ -132,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         results_dir=Path(getattr(args, "results", None) or "results"),
         retrain=bool(getattr(args, "retrain", False)),
         min_repeats=min_repeats,
+        bpd_images=bpd_images,
     )
 
 

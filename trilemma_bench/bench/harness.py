@@ -106,6 +106,12 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, 
               "quantized_levels": ref.levels if ref.levels is not None else math.nan,
               "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan}
     lo, hi = shard.block(cfg.num_samples, cfg.batch_size)
+    likelihood: dict[ModelSpec, dict[str, Any]] = {}
+    if shard.is_main:  # a property of each checkpoint, the same in all its rows; timed nowhere
+        from ..likelihood import bpd_columns
+
+        for spec, (model, *_rest) in models.items():
+            likelihood[spec] = bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images, device=cfg.device)
 
     rows: list[dict[str, Any]] = []
     n_full, partial = divmod(hi - lo, cfg.batch_size)
@@ -156,7 +162,8 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, 
                                checkpoint_path=ckpt_path, timing=timing, probe=probe, metrics=metrics, grid=grid,
                                decode_timing=decode_timing, decoder_probe=decoder,
                                images_per_s=throughput if shard.world > 1 else None,
-                               sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored)
+                               sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored,
+                               **likelihood[spec])
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)

@@ -89,6 +89,12 @@ COLUMNS: tuple[str, ...] = (
     "modes_total",
     "high_quality",
     "mode_kl",
+    # likelihood (likelihood.py), for methods whose model has a bound: a property of the checkpoint, the same in
+    # every row of it; mean and standard error over bpd_n images of bpd_split
+    "bpd",
+    "bpd_sem",
+    "bpd_n",
+    "bpd_split",
     "quantized_levels",
     "feature_extractor",
     "extractor_accuracy",
@@ -179,3 +185,25 @@ def upsert_row(results_dir: Path | str, row: Mapping[str, Any]) -> Path:
         table = table.reindex(columns=[*COLUMNS, *extra])
         _write_atomic(table, path)
     return path
+
+
+def set_columns(results_dir: Path | str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+    """Write ``values`` into every row whose columns equal ``where`` (e.g. one method's checkpoint); returns how
+    many rows changed. Lets a figure of the model, taken later, join the rows benched from it."""
+    path = results_path(results_dir)
+    with _locked(path):
+        table = read_results(results_dir)
+        if table.empty:
+            return 0
+        mask = pd.Series(True, index=table.index)
+        for col, want in where.items():
+            mask &= table[col].astype(str) == str(want) if col in table else False
+        for col, value in values.items():
+            if col not in table:
+                table[col] = pd.NA
+            table[col] = table[col].astype(object)
+            table.loc[mask, col] = value
+        extra = [c for c in table.columns if c not in COLUMNS]
+        table = table.reindex(columns=[*COLUMNS, *extra])
+        _write_atomic(table, path)
+        return int(mask.sum())
