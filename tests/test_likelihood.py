@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -174,7 +175,12 @@ def test_bench_rows_of_a_method_with_a_likelihood_carry_its_bits_per_dim(tmp_pat
     bench = [*common, "--num-samples", "24", "--extractor", "raw", "--results", str(results)]
     assert main(["bench", "--method", "ddpm-fixedsmall", "--nfe", "2", "--seeds", "0,1", "--bpd-images", "6", *bench]) == 0
     assert main(["bench", "--method", "ddim", "--nfe", "2", *bench]) == 0
+    assert main(["bench", "--method", "vdm", "--nfe", "2", "--bpd-images", "4", *bench]) == 0
     table = read_results(results)
+    vdm = table[table["method"] == "vdm"].iloc[0]
+    assert 0 < vdm["bpd"] < 20 and vdm["bpd_n"] == 4
+    schedule = pd.read_csv(results / "schedules" / f"{vdm['checkpoint']}.csv")  # the report draws it
+    assert len(schedule) == 1001 and schedule["logsnr_vdm"].is_monotonic_decreasing
     small, ddim = table[table["method"] == "ddpm-fixedsmall"], table[table["method"] == "ddim"]
     assert len(small) == 2 and small["bpd"].notna().all() and small["bpd"].nunique() == 1
     assert (small["bpd_n"] == 6).all() and (small["bpd_split"] == "test").all()

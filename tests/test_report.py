@@ -388,3 +388,30 @@ def test_the_page_budget_script_gives_the_python_answer(tmp_path: Path) -> None:
             continue
         assert fid.startswith(f"{best.cell} (") and (f"tied with {', '.join(best.ties)}" in fid) == bool(best.ties)
         assert ("untested against " + ", ".join(best.untested) in fid) == bool(best.untested)
+
+
+def test_learned_schedules_in_the_results_folder_get_their_own_section(tmp_path: Path) -> None:
+    from trilemma_bench.bench.results import write_schedule
+
+    results, out = tmp_path / "results", tmp_path / "report"
+    _rows(results)
+    t = np.linspace(0, 1, 1001)
+    a = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+    ddpm = [math.nan, *np.log(a / (1 - a))]
+    write_schedule(results, "vdm-digits-abc", {"t": t.tolist(), "logsnr_vdm": (13.3 - 18.3 * t).tolist(),
+                                               "logsnr_ddpm_linear": ddpm})
+    make_report(results, out)
+    md = (out / "report.md").read_text()
+    section = md.split("## Noise schedules")[1]
+    summary = section.split("\n")
+    row = next(line for line in summary if line.startswith("| vdm-digits-abc"))
+    assert [float(v) for v in row.strip("| ").split("|")[1:]] == pytest.approx([13.3, 4.15, -5.0])
+    fixed = next(line for line in summary if line.startswith("| DDPM linear"))
+    assert float(fixed.strip("| ").split("|")[-1]) == pytest.approx(float(np.log(a[-1] / (1 - a[-1]))), abs=1e-3)
+    assert (out / "plots" / "schedules.png").is_file() and "plots/schedules.png" in (out / "index.html").read_text()
+
+
+def test_no_schedules_no_schedule_section(tmp_path: Path) -> None:
+    _rows(tmp_path / "results")
+    make_report(tmp_path / "results", tmp_path / "report")
+    assert "Noise schedules" not in (tmp_path / "report" / "report.md").read_text()

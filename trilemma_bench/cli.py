@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-samples", type=int, default=None, help="VDM: times per image for the diffusion term")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--results", type=Path, default=None,
-                   help="also write the figure into the rows of this method's checkpoint in this results folder")
+                   help="also write the figure into the rows of this method's checkpoint in this results folder "
+                        "(and a learned schedule into its schedules/, as the bench does)")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -262,9 +263,11 @@ def cmd_bpd(args: argparse.Namespace) -> None:
         f"{res.mean:.4f} +- {res.sem:.4f} bits/dim (mean +- standard error over images); terms: {terms}")
     if args.results is not None:
         from .bench.provenance import checkpoint_id
-        from .bench.results import set_columns
+        from .bench.results import set_columns, write_schedule
 
         where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, path)}
+        if hasattr(model, "schedule_table"):  # as the bench does: the report draws the learned schedule
+            write_schedule(args.results, where["checkpoint"], model.schedule_table())
         changed = set_columns(args.results, where, {"bpd": res.mean, "bpd_sem": res.sem, "bpd_n": res.n,
                                                     "bpd_split": args.split})
         log(f"bits/dim written into {changed} rows of {args.method} ({where['checkpoint']}) in {args.results}"

@@ -39,7 +39,7 @@ from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
 from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path
-from .results import upsert_row
+from .results import upsert_row, write_schedule
 from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
@@ -110,8 +110,10 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, 
     if shard.is_main:  # a property of each checkpoint, the same in all its rows; timed nowhere
         from ..likelihood import bpd_columns
 
-        for spec, (model, *_rest) in models.items():
+        for spec, (model, _probe, ckpt, *_rest) in models.items():
             likelihood[spec] = bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images, device=cfg.device)
+            if hasattr(model, "schedule_table"):  # a learned noise schedule: the report draws it
+                write_schedule(cfg.results_dir, ckpt, model.schedule_table())
 
     rows: list[dict[str, Any]] = []
     n_full, partial = divmod(hi - lo, cfg.batch_size)

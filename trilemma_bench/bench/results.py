@@ -207,3 +207,13 @@ def set_columns(results_dir: Path | str, where: Mapping[str, Any], values: Mappi
         table = table.reindex(columns=[*COLUMNS, *extra])
         _write_atomic(table, path)
         return int(mask.sum())
+
+
+SCHEDULES = "schedules"  # <results>/schedules/<checkpoint>.csv: learned noise schedules, drawn by the report
+
+
+def write_schedule(results_dir: Path | str, checkpoint: str, table: Mapping[str, list[float]]) -> Path:
+    path = Path(results_dir) / SCHEDULES / f"{checkpoint}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(dict(table)).to_csv(path, index=False)
+    return path

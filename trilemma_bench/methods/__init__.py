@@ -16,12 +16,12 @@ from .base import Method, ModelSpec, SampleFn
 from .ddgan import DDGAN, DDGAN_METHODS
 from .ddpm import DDPM
 from .ddpm_samplers import DDPM_METHODS
-from .solvers import DDPM_SOLVER_METHODS
-from .vdm import VDM
-from .vdm_samplers import VDM_METHODS
 from .latent import LatentDiffusion
 from .latent_samplers import ALIASES as LDM_ALIASES
 from .latent_samplers import LDM_METHODS
+from .solvers import DDPM_SOLVER_METHODS
+from .vdm import VDM
+from .vdm_samplers import VDM_METHODS
 
 __all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
 

@@ -248,6 +248,12 @@ class VDM(L.LightningModule):
         k = decoder_logits(z_rescaled.float(), g0, levels).argmax(-1)
         return levels_to_data(k, levels).to(z_rescaled.dtype)
 
+    def schedule_table(self) -> dict[str, list[float]]:
+        """log-SNR against t of the learned (EMA) schedule, with DDPM's linear one (the report draws both)."""
+        from .vdm_samplers import schedule_table
+
+        return schedule_table(self)
+
     def write_artifacts(self, ckpt: Path) -> None:
         """The learned log-SNR against t beside the checkpoint (csv and png), with DDPM's linear schedule."""
         from .vdm_samplers import save_schedule

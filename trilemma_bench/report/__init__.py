@@ -24,6 +24,7 @@ from .front import comparison_table, front_comparisons
 from .html import Section, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, quality_note, real_note, timing_note
 from .plots import plot_setting
+from .schedules import plot_schedules, read_schedules, schedule_summary
 from .setting import REAL, current_rows, normalize, real_rows_for, setting_label, setting_slug
 from .tables import METRICS, display_table, markdown, summarize
 from .trilemma import budget_table, fronts
@@ -141,6 +142,13 @@ def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
             md += [f"### {heading}", "", *[f"{n}  " for n in extra_notes], ""]
             md += [markdown(extra_table, left=3), ""] if not extra_table.empty else []
         md += [f"![{name}]({p})" for name, p in plots.items()] + [""]
+    schedules = read_schedules(results_dir)
+    if schedules:
+        png = plot_schedules(schedules, out / "plots" / "schedules.png")
+        table = schedule_summary(schedules)
+        note = "log-SNR = -gamma(t) of each benched model that learns its schedule (EMA weights), beside DDPM's fixed one."
+        sections.append(Section("Noise schedules", table, {"schedules": str(png.relative_to(out))}, notes=[note]))
+        md += ["## Noise schedules", "", note, "", markdown(table), "", f"![schedules]({png.relative_to(out)})", ""]
     pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
     index = write_index(out, sections, notes)
