@@ -49,9 +49,15 @@ def networks(preset_name: str) -> dict[str, tuple[nn.Module, tuple[int, ...], Ca
         if name not in preset.models:
             continue
         model = build_model(name, preset).eval()
+        if not hasattr(model, "denoiser"):  # an autoencoder alone: timed as the latent model's decoder
+            continue
         shape = tuple(getattr(model, "sample_shape", None) or DATASETS[preset.dataset].shape)
         net = model.denoiser()
-        out[name] = (net, shape, lambda b: (torch.full((b,), 500, dtype=torch.long),))
+        # DDGAN's generator takes the integer step index (0..T-1) and a latent z; the others a timestep of 1000.
+        nz = getattr(model, "nz", 0)
+        t = 1 if nz else 500
+        out[name] = (net, shape, lambda b, t=t, nz=nz: (torch.full((b,), t, dtype=torch.long),
+                                                         *((torch.randn(b, nz),) if nz else ())))
         decoders = [m.decoder for m in METHODS.values() if m.model == name and m.decoder is not None]
         if decoders:
             out[f"{name}-decoder"] = (decoders[0](model), shape, lambda b: ())

@@ -26,6 +26,8 @@ def test_gpu_timing_script_counts_flops_and_times_on_a_cpu(tmp_path: Path) -> No
                          "--repeats", "2", "--warmup", "1", "--out", str(tmp_path / "t.json")])
     rows = [r for r in result["rows"] if r["network"] == "ddpm"]
     assert [r["batch"] for r in rows] == [1, 4]
+    # DDGAN's toy generator (its latent z supplied) is timed beside the eps network
+    assert [r["batch"] for r in result["rows"] if r["network"] == "ddgan"] == [1, 4]
     # The smoke MLP: its FLOPs per image are the same at any batch, and positive.
     assert rows[0]["gflops_per_image"] == pytest.approx(rows[1]["gflops_per_image"]) and rows[0]["gflops_per_image"] > 0
     assert all(r["ms_per_image"] > 0 and math.isnan(r["pct_of_peak"]) for r in rows)  # a CPU has no peak here
