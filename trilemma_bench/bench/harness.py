@@ -106,12 +106,16 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, 
               "quantized_levels": ref.levels if ref.levels is not None else math.nan,
               "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan}
     lo, hi = shard.block(cfg.num_samples, cfg.batch_size)
-    likelihood: dict[ModelSpec, dict[str, Any]] = {}
-    if shard.is_main:  # a property of each checkpoint, the same in all its rows; timed nowhere
+    # Figures of each checkpoint, the same in all its rows, timed nowhere: its bits/dim bound, and what the model
+    # says about itself (a latent model: its autoencoder's reconstruction FID, the ceiling of its samples).
+    per_model: dict[ModelSpec, dict[str, Any]] = {}
+    if shard.is_main:
         from ..likelihood import bpd_columns
 
         for spec, (model, _probe, ckpt, *_rest) in models.items():
-            likelihood[spec] = bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images, device=cfg.device)
+            info = model.row_info() if hasattr(model, "row_info") else {}
+            per_model[spec] = {**info, **bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images,
+                                                     device=cfg.device)}
             if hasattr(model, "schedule_table"):  # a learned noise schedule: the report draws it
                 write_schedule(cfg.results_dir, ckpt, model.schedule_table())
 
@@ -165,7 +169,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, 
                                decode_timing=decode_timing, decoder_probe=decoder,
                                images_per_s=throughput if shard.world > 1 else None,
                                sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored,
-                               **likelihood[spec])
+                               **per_model[spec])
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)
