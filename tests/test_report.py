@@ -415,3 +415,18 @@ def test_no_schedules_no_schedule_section(tmp_path: Path) -> None:
     _rows(tmp_path / "results")
     make_report(tmp_path / "results", tmp_path / "report")
     assert "Noise schedules" not in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_latent_model_draws_its_autoencoder_ceiling_once_per_autoencoder(tmp_path: Path) -> None:
+    for method in ("ldm-f2-ddim", "ldm-f2-dpmpp-2m"):
+        for nfe in (10, 20):
+            for seed in (0, 1):
+                _row(tmp_path, method=method, nfe=nfe, seed=seed, ms_per_image=0.1 * nfe, fid=5.0 / nfe + seed,
+                     recon_fid=0.4)
+    _row(tmp_path, method="ddim", nfe=10, seed=0, ms_per_image=1.0, fid=1.0)
+    (_, _, summary), = load_sections(tmp_path)[0]
+    fig = quality_figure(summary, "ms_per_image", "t", "FID")
+    lines = [ln for ln in fig.axes[0].get_lines() if "ceiling" in str(ln.get_label())]
+    assert len(lines) == 1 and lines[0].get_label() == "ldm-f2: autoencoder reconstruction (ceiling)"
+    assert lines[0].get_ydata()[0] == pytest.approx(0.4)
+    plt.close(fig)

@@ -6,6 +6,7 @@ its interval as a band, and NFE labels placed so that none overlaps another."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -87,6 +88,21 @@ def _draw_real(ax: plt.Axes, lines: list[dict], col: str, word: str) -> None:
             ax.axhspan(lo, mean + half, color="black", alpha=0.08, lw=0, zorder=0)
 
 
+def _draw_ceilings(ax: plt.Axes, cells: pd.DataFrame, styles: dict) -> None:
+    """A latent model's autoencoder reconstruction FID, dotted in its methods' colour: no sampler on that model
+    can score below what its decoder gives back from the true latents (Rombach et al.'s rFID)."""
+    if "recon_fid_mean" not in cells:
+        return
+    with_ceiling = cells[cells["recon_fid_mean"].notna()]
+    for value, group in with_ceiling.groupby("recon_fid_mean"):
+        methods = sorted(group["method"].unique())
+        family = re.match(r"(ldm-f\d+)-", methods[0])
+        name = family.group(1) if family else methods[0]
+        colour = styles.get(methods[0], {}).get("color", "0.4")
+        ax.axhline(float(value), color=colour, ls=":", lw=1.2, zorder=1,
+                   label=f"{name}: autoencoder reconstruction (ceiling)")
+
+
 def _band(lines: list[dict], col: str) -> list[float]:
     out = []
     for line in lines:
@@ -156,6 +172,7 @@ def quality_figure(summary: pd.DataFrame, xcol: str, title: str, fid_label: str)
     floors = matched_real(real, "fid")
     _log_range(ax, cells, "fid", _band(floors, "fid"))
     _draw_real(ax, floors, "fid", "floor")
+    _draw_ceilings(ax, summary[summary["method"] != REAL], styles)
     xlabel = ("sampling time per image (ms, log scale; labels: NFE)" if by_ms
               else "network evaluations per sample (NFE, log scale)")
     heading = "Quality vs speed" if by_ms else "Quality vs NFE"
