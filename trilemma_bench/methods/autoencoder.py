@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder, kl_to_standard_normal, levels_for
+from ..optim import with_warmup
 from ..presets import TrainConfig
 
 VAL_SEED = 4321  # validation draws the same posterior noise at every evaluation
@@ -93,9 +94,7 @@ class Autoencoder(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, betas=(0.5, 0.9))
-        warmup = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_warmup(opt, self.hparams.warmup_steps)
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
         if self.hparams.grad_clip:

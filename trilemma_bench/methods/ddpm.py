@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..ema import EMA
 from ..nets import build_net
+from ..optim import with_warmup
 from ..presets import TrainConfig
 from ..schedules import alphas_cumprod, make_betas
 
@@ -79,9 +80,7 @@ class DDPM(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
-        warmup = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_warmup(opt, self.hparams.warmup_steps)
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
         if self.hparams.grad_clip:

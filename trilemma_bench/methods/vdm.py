@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..ema import EMA
 from ..nets import build_net
+from ..optim import with_warmup
 from ..presets import TrainConfig
 from ..schedules import GAMMA_MAX, GAMMA_MIN, make_gamma
 
@@ -222,9 +223,7 @@ class VDM(L.LightningModule):
         h = self.hparams
         opt = torch.optim.AdamW(self.core.parameters(), lr=h.lr, betas=tuple(h.adam_betas), eps=1e-8,
                                 weight_decay=h.weight_decay)
-        warmup = max(1, h.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_warmup(opt, h.warmup_steps)
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
         if self.hparams.grad_clip:
