@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             },
             # 2,000 samples: FID's bias and seed spread at 1,000 made DDIM/DDPM ratios swing 1.5-2.9x.
             num_samples=2000,
-            note="scikit-learn's 8x8 digits, 0.7M-parameter UNet: about 15 minutes on a 2-core CPU; the default.",
+            note="scikit-learn's 8x8 digits, 0.7M-parameter UNet: about 40 minutes for `make bench METHOD=ddim` on a 2-core CPU; the default.",
         ),
         Preset(
             name="small",
