@@ -58,25 +58,14 @@ def t_interval(values, level: float = LEVEL) -> Interval:
 
 
 @dataclass(frozen=True)
-class Paired:
+class Paired(Interval):
     """``a - b`` over the seeds both cells have: mean, t interval, p-value of the paired t test.
 
     ``significant`` is True when the interval excludes 0, False when it holds 0, None when fewer than two
     seeds are shared (no test is possible)."""
 
-    mean: float
-    half: float
-    n: int
     p_value: float
     seeds: tuple
-
-    @property
-    def lo(self) -> float:
-        return self.mean - self.half
-
-    @property
-    def hi(self) -> float:
-        return self.mean + self.half
 
     @property
     def significant(self) -> bool | None:
