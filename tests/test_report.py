@@ -430,3 +430,10 @@ def test_a_latent_model_draws_its_autoencoder_ceiling_once_per_autoencoder(tmp_p
     assert len(lines) == 1 and lines[0].get_label() == "ldm-f2: autoencoder reconstruction (ceiling)"
     assert lines[0].get_ydata()[0] == pytest.approx(0.4)
     plt.close(fig)
+    # A ceiling far below every point (FIDs over a decade apart: a log axis) stays inside the axes.
+    for seed in (0, 1):
+        _row(tmp_path, method="ldm-f4-ddim", nfe=10, seed=seed, ms_per_image=0.5, fid=40.0, recon_fid=0.05)
+    (_, _, summary), = load_sections(tmp_path)[0]
+    fig = quality_figure(summary, "ms_per_image", "t", "FID")
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_ylim()[0] < 0.05
+    plt.close(fig)

@@ -103,6 +103,10 @@ def _draw_ceilings(ax: plt.Axes, cells: pd.DataFrame, styles: dict) -> None:
                    label=f"{name}: autoencoder reconstruction (ceiling)")
 
 
+def _ceiling_values(cells: pd.DataFrame) -> list[float]:
+    return [] if "recon_fid_mean" not in cells else [float(v) for v in cells["recon_fid_mean"].dropna().unique()]
+
+
 def _band(lines: list[dict], col: str) -> list[float]:
     out = []
     for line in lines:
@@ -170,7 +174,8 @@ def quality_figure(summary: pd.DataFrame, xcol: str, title: str, fid_label: str)
     labels = _trade_off(ax, cells, xcol, "fid", styles, min_x=True, min_y=True, label_nfe=by_ms)
     ax.set_xscale("log")
     floors = matched_real(real, "fid")
-    _log_range(ax, cells, "fid", _band(floors, "fid"))
+    # The limits take in the ceilings too: a ceiling under the lowest point would leave the axes unseen.
+    _log_range(ax, cells, "fid", _band(floors, "fid") + _ceiling_values(summary[summary["method"] != REAL]))
     _draw_real(ax, floors, "fid", "floor")
     _draw_ceilings(ax, summary[summary["method"] != REAL], styles)
     xlabel = ("sampling time per image (ms, log scale; labels: NFE)" if by_ms
