@@ -435,6 +435,35 @@ def test_a_bench_run_leaves_the_dirty_flag_as_it_was(cache: Path, tmp_path: Path
     assert provenance.git_commit().endswith("+dirty")
 
 
+@pytest.mark.parametrize("sha", ["1234567", "4e10123", "0000123"])
+def test_a_commit_of_digits_reads_back_as_the_text_it_was(tmp_path: Path, sha: str) -> None:
+    from trilemma_bench.bench.results import upsert_row
+
+    key = {"dataset": "digits", "preset": "digits", "sampler": "ddim", "checkpoint": "c", "device": "cpu",
+           "dtype": "float32", "compiled": False}
+    upsert_row(tmp_path, {**key, "method": "ddim", "nfe": 10, "seed": 0, "git_commit": sha})
+    assert read_results(tmp_path)["git_commit"].tolist() == [sha]
+
+
+def test_rows_name_the_commit_checked_out_when_the_run_began(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """A commit made while a model trains must not be named by rows that code did not produce."""
+    from trilemma_bench import train
+    from trilemma_bench.bench import harness
+
+    head = {"sha": "aaaaaaa"}
+    monkeypatch.setattr(harness, "git_commit", lambda: head["sha"])
+    real_train = train.train_model
+
+    def train_then_commit(*a, **k):
+        out = real_train(*a, **k)
+        head["sha"] = "bbbbbbb"  # someone commits while the model trains
+        return out
+
+    monkeypatch.setattr(train, "train_model", train_then_commit)
+    harness.run_bench(bench_args(tmp_path, nfe=[2]))
+    assert set(read_results(tmp_path)["git_commit"]) == {"aaaaaaa"}
+
+
 def test_rows_hold_no_absolute_path_of_this_machine(cache: Path, tmp_path: Path) -> None:
     from trilemma_bench.bench.harness import run_bench
 

@@ -52,6 +52,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = config_from_args(args)
     set_threads(getattr(args, "threads", None))  # recorded in every row
     plan = dry_run(cfg)
+    # The code that runs is the code checked out now: training can take an hour, and a commit made meanwhile
+    # must not be named by rows it did not produce. Workers of a sharded run take it from args.
+    args.git_commit = git_commit()
     log(
         f"bench {cfg.method.name} on {cfg.preset.dataset} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, "
         f"seeds {list(cfg.seeds)}, {cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device}"
@@ -64,7 +67,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                     strategy=SPAWN if cfg.devices > 1 else "auto")
     if cfg.devices > 1:
         return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu")
-    return bench_cells(cfg, plan, Shard())
+    return bench_cells(cfg, plan, Shard(), commit=args.git_commit)
 
 
 def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
@@ -89,14 +92,15 @@ def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str,
     return models
 
 
-def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard) -> list[dict[str, Any]]:
-    """Every cell of ``cfg``, this process sampling its block of each (all of it when alone)."""
+def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str | None = None) -> list[dict[str, Any]]:
+    """Every cell of ``cfg``, this process sampling its block of each (all of it when alone). ``commit``: the
+    code's commit when the run began (read now when not given)."""
     ds = cfg.preset.dataset
     models = _load_models(cfg)
     ref = load_reference(cfg)
     env = {
         "torch_version": torch.__version__,
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
         "dataset_source": dataset_source(ds),
         "device_name": device_name(cfg.device),
         "threads": torch.get_num_threads(),

@@ -114,6 +114,9 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+TEXT_COLUMNS = ("git_commit",)
+
+
 def results_path(results_dir: Path | str) -> Path:
     return Path(results_dir) / RESULTS_FILE
 
@@ -123,7 +126,9 @@ def read_results(results_dir: Path | str) -> pd.DataFrame:
     path = results_path(results_dir)
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    frame = pd.read_csv(path)
+    # A short SHA of digits only ("1234567") or of digits around one e ("4e10123") would otherwise be read as a
+    # number, or as inf.
+    frame = pd.read_csv(path, dtype={col: str for col in TEXT_COLUMNS})
     for col, default in KEY_DEFAULTS.items():
         if col not in frame:
             frame[col] = default
