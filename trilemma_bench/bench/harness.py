@@ -92,15 +92,15 @@ def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str,
     return models
 
 
-def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str | None = None) -> list[dict[str, Any]]:
+def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str) -> list[dict[str, Any]]:
     """Every cell of ``cfg``, this process sampling its block of each (all of it when alone). ``commit``: the
-    code's commit when the run began (read now when not given)."""
+    code's commit when the run began (:func:`run_bench` reads it before any training)."""
     ds = cfg.preset.dataset
     models = _load_models(cfg)
     ref = load_reference(cfg)
     env = {
         "torch_version": torch.__version__,
-        "git_commit": commit or git_commit(),
+        "git_commit": commit,
         "dataset_source": dataset_source(ds),
         "device_name": device_name(cfg.device),
         "threads": torch.get_num_threads(),

@@ -173,11 +173,11 @@ def quality_figure(summary: pd.DataFrame, xcol: str, title: str, fid_label: str)
     by_ms = xcol != "nfe"
     labels = _trade_off(ax, cells, xcol, "fid", styles, min_x=True, min_y=True, label_nfe=by_ms)
     ax.set_xscale("log")
-    floors = matched_real(real, "fid")
+    floors, modelled = matched_real(real, "fid"), summary[summary["method"] != REAL]
     # The limits take in the ceilings too: a ceiling under the lowest point would leave the axes unseen.
-    _log_range(ax, cells, "fid", _band(floors, "fid") + _ceiling_values(summary[summary["method"] != REAL]))
+    _log_range(ax, cells, "fid", _band(floors, "fid") + _ceiling_values(modelled))
     _draw_real(ax, floors, "fid", "floor")
-    _draw_ceilings(ax, summary[summary["method"] != REAL], styles)
+    _draw_ceilings(ax, modelled, styles)
     xlabel = ("sampling time per image (ms, log scale; labels: NFE)" if by_ms
               else "network evaluations per sample (NFE, log scale)")
     heading = "Quality vs speed" if by_ms else "Quality vs NFE"
