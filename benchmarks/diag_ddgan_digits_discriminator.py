@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/diag_ddgan_digits_discriminator.py --iterations 150 --threads 1
 
-The preset's `digits` DDGAN (official learning rates and Adam betas) logged D's loss at log 4 (chance) and
-R1 near 1e-9 for a whole 4,000-step run. This separates the two explanations: a D that cannot learn at all
+The preset's `digits` DDGAN (official learning rates and Adam betas) logged D's loss at log 4 (chance) with
+R1 below 1e-4 for the first 1,450 of its 4,000 iterations, and 1.37-1.38 at the end. This separates the two explanations: a D that cannot learn at all
 (a bug: its loss stays at chance even against a frozen G) from a G that keeps pace with D from the start (D
 learns alone but not in the game). Prints D's loss and, at the least noisy step t = 0, D's mean logit on
 real and on fake pairs every 25 iterations. ``--lr-d`` / ``--lr-g`` override the preset's rates.
@@ -27,15 +27,21 @@ def batches(data: TrilemmaDataModule) -> Iterator[torch.Tensor]:
             yield x
 
 
-def run(train_g: bool, iterations: int, lr_d: float, lr_g: float, seed: int) -> None:
+def run(train_g: bool, iterations: int, lr_d: float | None, lr_g: float | None, seed: int) -> None:
     torch.manual_seed(seed)
     preset = get_preset("digits")
     model = build_model("ddgan", preset).train()
     data = TrilemmaDataModule("digits", batch_size=preset.train_config("ddgan").batch_size, seed=seed)
     data.prepare_data()
     data.setup()
-    opt_d = torch.optim.Adam(model.disc.parameters(), lr=lr_d, betas=(0.5, 0.9))
-    opt_g = torch.optim.Adam(model.gen.parameters(), lr=lr_g, betas=(0.5, 0.9))
+    (opt_g, opt_d), _ = model.configure_optimizers()  # the module's own Adam settings; no cosine decay here
+    for opt, lr in ((opt_d, lr_d), (opt_g, lr_g)):
+        if lr is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr
+    if not train_g:
+        print(f"digits DDGAN, lr_d {opt_d.param_groups[0]['lr']:g}, lr_g {opt_g.param_groups[0]['lr']:g}, "
+              f"{torch.get_num_threads()} thread(s), seed {seed}")
     print(f"--- {'D and G together' if train_g else 'D alone, G frozen at its initialisation'}")
     for i, x0 in zip(range(iterations), batches(data)):
         losses = model.discriminator_loss(x0, with_r1=False)
@@ -64,12 +70,8 @@ def main() -> None:
     parser.add_argument("--lr-g", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = get_preset("digits").train_config("ddgan")
-    lr_d = args.lr_d if args.lr_d is not None else cfg.options["lr_d"]
-    lr_g = args.lr_g if args.lr_g is not None else cfg.lr
-    print(f"digits DDGAN, lr_d {lr_d:g}, lr_g {lr_g:g}, {args.threads} thread(s), seed {args.seed}")
     for train_g in (False, True):
-        run(train_g, args.iterations, lr_d, lr_g, args.seed)
+        run(train_g, args.iterations, args.lr_d, args.lr_g, args.seed)
 
 
 if __name__ == "__main__":
