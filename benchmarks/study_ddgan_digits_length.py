@@ -1,7 +1,11 @@
-"""How long DDGAN must train on `digits`: FID, precision, recall and coverage against training length, and
-the cost of a training step.
+"""How long DDGAN must train on `digits`, and at which learning rates: FID, precision, recall, coverage and
+the discriminator's mean loss against training length, and the cost of a training step.
 
     .venv/bin/python benchmarks/study_ddgan_digits_length.py --steps 1000,2000,4000 --n 2000 --threads 1
+    .venv/bin/python benchmarks/study_ddgan_digits_length.py --steps 500,1000,2000 --lr-g 1.6e-4 --lr-d 5e-4
+
+A D whose loss stays at chance (2 ln 2 = 1.386) gives G no signal; the learning-rate options show whether
+a faster D (the two-time-scale rule) or faster both leave chance sooner than the preset's official rates.
 
 One training run of the `digits` DDGAN (seed 0, the preset's settings; the cosine learning-rate decay
 spans the longest length, so a snapshot at s steps is close to, not the same as, a run of s steps), EMA
@@ -39,9 +43,13 @@ class Snapshots(Callback):
     def __init__(self, steps: list[int], folder: Path) -> None:
         self.steps, self.folder = set(steps), folder
         self.clock: dict[int, tuple[float, float]] = {0: (time.perf_counter(), time.process_time())}
+        self.d_losses: dict[int, float] = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: object) -> None:
         done = module.iteration
+        if "train/d_loss" in trainer.callback_metrics and "train/r1" not in trainer.callback_metrics:
+            self.d_losses[done] = float(trainer.callback_metrics["train/d_loss"])
+        trainer.callback_metrics.pop("train/r1", None)  # logged on R1 iterations only; their d_loss carries it
         if done in self.steps and done not in self.clock:
             self.clock[done] = (time.perf_counter(), time.process_time())
             torch.save(module.state_dict(), self.folder / f"step{done}.pt")
@@ -52,13 +60,20 @@ def main() -> None:
     parser.add_argument("--steps", default="1000,2000,4000")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr-g", type=float, default=None, help="G's learning rate (default: the preset's)")
+    parser.add_argument("--lr-d", type=float, default=None, help="D's learning rate (default: the preset's)")
+    parser.add_argument("--nfe", type=int, default=4, help="DDGAN's T")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ddgan-digits-length"))
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = sorted(int(s) for s in args.steps.split(","))
     preset = get_preset("digits").with_steps(steps[-1])
-    spec = get_method("ddgan").spec_for(4)
+    cfg0 = preset.train_config("ddgan")
+    lr_g = args.lr_g if args.lr_g is not None else cfg0.lr
+    lr_d = args.lr_d if args.lr_d is not None else cfg0.options["lr_d"]
+    preset = preset.replace(models={**preset.models, "ddgan": cfg0.replace(lr=lr_g).with_options(lr_d=lr_d)})
+    spec = get_method("ddgan").spec_for(args.nfe)
     T = spec.options["num_timesteps"]
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +101,9 @@ def main() -> None:
             ])
         m = score(quantize(x, ref.levels), ref, torch.device("cpu"))
         (w0, c0), (w1, c1) = snaps.clock[previous], snaps.clock[s]
-        row = {"steps": s, "T": T, "n": args.n, "threads": args.threads,
+        window = [v for k, v in snaps.d_losses.items() if previous < k <= s]
+        row = {"steps": s, "T": T, "lr_g": lr_g, "lr_d": lr_d, "n": args.n, "threads": args.threads,
+               "d_loss_mean": round(sum(window) / max(len(window), 1), 4),
                "wall_s_per_step": round((w1 - w0) / (s - previous), 4),
                "cpu_s_per_step": round((c1 - c0) / (s - previous), 4),
                **{k: round(m[k], 3) for k in ("fid", "precision", "recall", "coverage")}}
