@@ -152,8 +152,8 @@ PRESETS: dict[str, Preset] = {
                 "vdm": _vdm(DIGITS_UNET, 8000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
                 # DDPM's UNet as G (AdaGN from z, tanh, no dropout as the official G), a 0.25M-parameter D; the
                 # official CIFAR-10 G learning rate, R1 weight and lazy_reg. D's rate is 8x G's, not the official
-                # 1.25e-4: at that rate D's loss stayed at chance (1.386) for 1,450 of 4,000 iterations and FID
-                # ended at 21.8; at 1e-3 D leaves chance within 1,000 iterations and reaches FID 21.3 there
+                # 1.25e-4: at that rate D's loss stayed near chance (1.386) all run (1.381 over the last 1,000 of
+                # 4,000 iterations) and FID ended at 21.8; at 1e-3 D leaves chance within 1,000 and reaches 21.3 there
                 # (5e-4: 41.1); benchmarks/study_ddgan_digits_length.py, seed 0, 2,000 samples.
                 "ddgan": _ddgan({**DIGITS_UNET, "dropout": 0.0, "z_dim": 100, "z_emb_dim": 128, "n_mlp": 3,
                                  "output": "tanh"},
