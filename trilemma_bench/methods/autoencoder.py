@@ -29,13 +29,13 @@ from torch import Tensor, nn
 
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder, kl_to_standard_normal, levels_for
-from ..optim import with_warmup
+from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 
 VAL_SEED = 4321  # validation draws the same posterior noise at every evaluation
 
 
-class Autoencoder(L.LightningModule):
+class Autoencoder(ClipsGradNorm, L.LightningModule):
     """``recon_split``: after training, score reconstructions of that split (the one benchmark rows are scored
     against) with the ``recon_extractor`` features; None skips it (tests)."""
 
@@ -95,10 +95,6 @@ class Autoencoder(L.LightningModule):
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, betas=(0.5, 0.9))
         return with_warmup(opt, self.hparams.warmup_steps)
-
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
-        if self.hparams.grad_clip:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.hparams.grad_clip)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, batch_size: int = 500) -> Tensor:

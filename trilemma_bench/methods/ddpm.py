@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 from ..ema import EMA
 from ..nets import build_net
-from ..optim import with_warmup
+from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import alphas_cumprod, make_betas
 
 VAL_SEED = 1234  # validation noise and times are the same at every evaluation: the curve shows the model
 
 
-class DDPM(L.LightningModule):
+class DDPM(ClipsGradNorm, L.LightningModule):
     """``clip_x0`` clamps predicted x0 to [-1, 1] when sampling: right for images scaled there, wrong for
     toy2d, whose modes lie in [-2, 2] (clipping there deletes the outer ring of modes)."""
 
@@ -81,10 +81,6 @@ class DDPM(L.LightningModule):
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
         return with_warmup(opt, self.hparams.warmup_steps)
-
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
-        if self.hparams.grad_clip:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.hparams.grad_clip)
 
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(x, t) network samplers run on: the EMA copy unless asked otherwise."""

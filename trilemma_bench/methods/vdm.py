@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..ema import EMA
 from ..nets import build_net
-from ..optim import with_warmup
+from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import GAMMA_MAX, GAMMA_MIN, make_gamma
 
@@ -136,7 +136,7 @@ class VDMScore(nn.Module):
         return self.net(z, s, **kwargs) + z
 
 
-class VDM(L.LightningModule):
+class VDM(ClipsGradNorm, L.LightningModule):
     """The bound in bits/dim is the training loss; ``gamma_type`` picks the schedule (schedules.GAMMA_TYPES)."""
 
     def __init__(
@@ -224,10 +224,6 @@ class VDM(L.LightningModule):
         opt = torch.optim.AdamW(self.core.parameters(), lr=h.lr, betas=tuple(h.adam_betas), eps=1e-8,
                                 weight_decay=h.weight_decay)
         return with_warmup(opt, h.warmup_steps)
-
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None) -> None:
-        if self.hparams.grad_clip:
-            nn.utils.clip_grad_norm_(self.core.parameters(), self.hparams.grad_clip)
 
     # --- what samplers and evaluation use ----------------------------------------------------------------------
 
