@@ -437,3 +437,20 @@ def test_a_latent_model_draws_its_autoencoder_ceiling_once_per_autoencoder(tmp_p
     fig = quality_figure(summary, "ms_per_image", "t", "FID")
     assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_ylim()[0] < 0.05
     plt.close(fig)
+
+
+def test_a_long_legend_grows_the_figure_not_shrinks_the_axes() -> None:
+    from trilemma_bench.report.plots import finish
+
+    def axes_inches(methods: int) -> float:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=100)
+        for i in range(methods):
+            ax.plot([1, 2], [i, i + 1], label=f"method {i}")
+        finish(fig, [], ax)
+        height = ax.get_window_extent().height / fig.dpi
+        plt.close(fig)
+        return height
+
+    one, twenty = axes_inches(1), axes_inches(20)
+    assert one > 3.5  # most of the 4.6 inches asked for
+    assert twenty == pytest.approx(one, rel=0.05)  # the 20-entry legend went below, not into the axes

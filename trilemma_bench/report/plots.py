@@ -157,8 +157,11 @@ def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], lege
     handles, texts = legend_from.get_legend_handles_labels()
     legend = fig.legend(handles, texts, loc="lower center", ncol=2, fontsize=7, title=LEGEND_TITLE,
                         title_fontsize=7, frameon=False)
-    height = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.bbox.height
-    fig.tight_layout(rect=(0, height + 0.01, 1, 1))
+    # The figure grows by the legend's height, so that twenty methods do not squash the axes that one leaves.
+    legend_inches = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi
+    width, axes_inches = fig.get_size_inches()
+    fig.set_size_inches(width, axes_inches + legend_inches)
+    fig.tight_layout(rect=(0, legend_inches / (axes_inches + legend_inches) + 0.01, 1, 1))
     left_out = 0
     for ax, labels in label_sets:
         left_out += place_labels(ax, labels)[1]
