@@ -25,8 +25,8 @@ def _preset(grad_clip: float) -> Preset:
     return Preset(
         name="clip-test", dataset="digits", num_samples=8, sample_batch_size=8,
         models={
-            "ddpm": digits.models["ddpm"].replace(net={**digits.models["ddpm"].net, **TINY_UNET}, grad_clip=grad_clip, warmup_steps=0),
-            "vdm": digits.models["vdm"].replace(net={**digits.models["vdm"].net, **TINY_UNET}, grad_clip=grad_clip, warmup_steps=0),
+            **{m: digits.models[m].replace(net={**digits.models[m].net, **TINY_UNET}, grad_clip=grad_clip,
+                                           warmup_steps=0) for m in ("ddpm", "vdm")},
             "kl-ae": TrainConfig(AE, 1, batch_size=32, lr=1e-3, grad_clip=grad_clip,
                                  options={"f": 2, "channels": 2, "kl_weight": 1e-6, "recon_split": None}),
         },
