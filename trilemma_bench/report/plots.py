@@ -159,9 +159,9 @@ def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], lege
                         title_fontsize=7, frameon=False)
     # The figure grows by the legend's height, so that twenty methods do not squash the axes that one leaves.
     legend_inches = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi
-    width, axes_inches = fig.get_size_inches()
-    fig.set_size_inches(width, axes_inches + legend_inches)
-    fig.tight_layout(rect=(0, legend_inches / (axes_inches + legend_inches) + 0.01, 1, 1))
+    width, asked_inches = fig.get_size_inches()  # what the axes, titles and labels were drawn for
+    fig.set_size_inches(width, asked_inches + legend_inches)
+    fig.tight_layout(rect=(0, legend_inches / (asked_inches + legend_inches) + 0.01, 1, 1))
     left_out = 0
     for ax, labels in label_sets:
         left_out += place_labels(ax, labels)[1]
