@@ -531,3 +531,18 @@ def test_set_columns_writes_only_the_rows_that_match(tmp_path: Path) -> None:
     table = read_results(tmp_path)
     assert table.loc[table["method"] == "ddim", "bpd"].tolist() == [1.25, 1.25]
     assert table.loc[table["method"] != "ddim", "bpd"].isna().all()
+
+
+def test_the_printed_summary_carries_mode_kl_and_the_floor_at_the_runs_sample_size() -> None:
+    from types import SimpleNamespace
+
+    from trilemma_bench.bench.harness import summary_table
+
+    cfg = SimpleNamespace(method=SimpleNamespace(name="ddgan"), preset=SimpleNamespace(dataset="stacked-mnist",
+                          name="stacked"), device="cpu", dtype="float32")
+    row = {"nfe": 4, "seed": 0, "ms_per_image": 1.0, "fid": 3.0, "precision": 0.9, "recall": 0.8, "coverage": 0.7,
+           "modes": 990.0, "modes_total": 1000, "mode_kl": 0.25, "num_samples": 26_000}
+    table = summary_table([row], cfg)
+    assert [c.header for c in table.columns][-2:] == ["modes", "mode KL"]
+    assert table.caption.startswith("Mode floor: 26,000 draws") and "of 1000 modes" in table.caption
+    assert summary_table([{**row, "modes": math.nan}], cfg).caption is None

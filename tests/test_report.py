@@ -454,3 +454,27 @@ def test_a_long_legend_grows_the_figure_not_shrinks_the_axes() -> None:
     one, twenty = axes_inches(1), axes_inches(20)
     assert one > 3.5  # most of the 4.6 inches asked for
     assert twenty == pytest.approx(one, rel=0.05)  # the 20-entry legend went below, not into the axes
+
+
+def test_a_section_with_known_modes_prints_the_perfect_model_floor_at_its_sample_size(tmp_path: Path) -> None:
+    """The floor is the one for the cells' n: E[modes hit] = M (1 - (1 - 1/M)^N) exactly, 864.9 for 2,000 draws
+    over 1000 modes (a perfect model does not hit them all there), against 1000 at 26,000 draws."""
+    for n, total in ((2000, 1000), (26_000, 1000)):
+        results = tmp_path / str(n)
+        for seed in (0, 1):
+            _row(results, dataset="stacked-mnist", method="ddgan", nfe=4, seed=seed, ms_per_image=1.0, fid=5.0,
+                 num_samples=n, modes=800 + seed, modes_total=total, mode_kl=0.3)
+        make_report(results, results / "report")
+        md = (results / "report" / "report.md").read_text()
+        line = next(t for t in md.splitlines() if t.startswith("Mode floor"))
+        hit = float(re.search(r"hit ([\d.]+) of 1000 modes", line).group(1))
+        kl = float(re.search(r"at KL ([\d.]+)", line).group(1))
+        assert f"{n:,} draws" in line
+        assert hit == pytest.approx(total * (1 - (1 - 1 / total) ** n), abs=2.0)
+        if n == 26_000:  # the chi-square approximation (M - 1) / (2N) holds for N >> M
+            assert kl == pytest.approx(999 / (2 * n), rel=0.05)
+    # Without known modes there is no such line.
+    _rows(tmp_path / "none")
+    make_report(tmp_path / "none", tmp_path / "none" / "report")
+    digits = (tmp_path / "none" / "report" / "report.md").read_text().split("## ")
+    assert not any("Mode floor" in s for s in digits if s.startswith("digits"))

@@ -193,8 +193,14 @@ def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
         ("recall", "recall", "{:.3f}"),
         ("coverage", "coverage", "{:.3f}"),
     ]
-    if any(not math.isnan(r["modes"]) for r in rows):
-        cols.append(("modes", "modes", "{:.0f}"))
+    caption = None
+    with_modes = [r for r in rows if not math.isnan(r["modes"])]
+    if with_modes:
+        from ..metrics import floor_text
+
+        cols += [("modes", "modes", "{:.0f}"), ("mode KL", "mode_kl", "{:.4f}")]
+        caption = floor_text(int(with_modes[0]["num_samples"]), int(with_modes[0]["modes_total"]))
+    table.caption = caption
     for title, _, _ in cols:
         table.add_column(title, justify="right")
     for r in rows:

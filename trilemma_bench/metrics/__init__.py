@@ -7,7 +7,7 @@ importing the metrics never loads a network.
 
 from .fid import feature_stats, fid, fid_from_stats, frechet_distance, kid
 from .memorization import copy_share
-from .modes import modes_stacked, modes_toy2d, perfect_model_floor
+from .modes import floor_text, modes_stacked, modes_toy2d, perfect_model_floor
 from .prdc import knn_radii, prdc
 from .spread import bootstrap
 from .vendi import vendi
@@ -18,6 +18,7 @@ __all__ = [
     "feature_stats",
     "fid",
     "fid_from_stats",
+    "floor_text",
     "frechet_distance",
     "kid",
     "knn_radii",

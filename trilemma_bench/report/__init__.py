@@ -22,7 +22,7 @@ from ..bench.results import read_results, results_path
 from ..report_utils import log
 from .front import comparison_table, front_comparisons
 from .html import Section, selector_data, write_index
-from .notes import INTERVALS, mixed_conditions, quality_note, real_note, timing_note
+from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
 from .plots import plot_setting
 from .schedules import plot_schedules, read_schedules, schedule_summary
 from .setting import REAL, current_rows, normalize, real_rows_for, setting_label, setting_slug
@@ -132,7 +132,8 @@ def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
         summary.attrs["extractor"] = key["feature_extractor"]
         pngs = plot_setting(summary, setting_label(key, sep="\n"), slug, out / "plots")
         plots = {name: str(p.relative_to(out)) for name, p in pngs.items()}
-        section_notes = [*timing_note(cells, key), *quality_note(cells if len(cells) else rows, key), *real_note(real_summary, key["num_samples"])]
+        section_notes = [*timing_note(cells, key), *quality_note(cells if len(cells) else rows, key),
+                         *real_note(real_summary, key["num_samples"]), *modes_note(cells, key)]
         table = display_table(summary)
         extra = _analysis(cells, summary)
         sections.append(Section(title, table, plots, _grids(cells, results_dir, out), section_notes, extra,

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from ..metrics import floor_text
 from .setting import QUALITY, UNKNOWN, setting_label
 from .tables import is_matched
 
@@ -128,3 +129,15 @@ def mixed_conditions(rows: pd.DataFrame, setting: list[str]) -> list[str]:
                 notes.append(f"  {method}@{nfe}: its seeds were timed apart (seeds " + " | ".join(split) + "), "
                              "so each section averages fewer seeds.")
     return notes
+
+
+def modes_note(cells: pd.DataFrame, key: dict[str, str]) -> list[str]:
+    """Where the modes are known (toy2d, StackedMNIST): the perfect model's score at the cells' sample size,
+    since even a perfect model's KL is not 0 and its mode count may fall short of all modes at finite n."""
+    if "modes_total" not in cells:
+        return []
+    totals = pd.to_numeric(cells["modes_total"], errors="coerce").dropna().unique()
+    n = pd.to_numeric(pd.Series([key.get("num_samples")]), errors="coerce").iloc[0]
+    if len(totals) != 1 or not math.isfinite(n):
+        return []
+    return [floor_text(int(n), int(totals[0]))]
