@@ -478,3 +478,13 @@ def test_a_section_with_known_modes_prints_the_perfect_model_floor_at_its_sample
     make_report(tmp_path / "none", tmp_path / "none" / "report")
     digits = (tmp_path / "none" / "report" / "report.md").read_text().split("## ")
     assert not any("Mode floor" in s for s in digits if s.startswith("digits"))
+
+
+def test_up_to_twenty_methods_each_get_a_colour_of_their_own() -> None:
+    from trilemma_bench.report.plots import method_styles
+
+    for n in (3, 10, 11, 20):
+        styles = method_styles([f"m{i:02d}" for i in range(n)])
+        assert len({s["color"] for s in styles.values()}) == n, n
+        assert len({(s["color"], s["marker"]) for s in styles.values()}) == n
+    assert method_styles(["b", "a"])["a"] == method_styles(["a", "b", "c"])["a"]  # by sorted name

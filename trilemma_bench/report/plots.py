@@ -28,9 +28,11 @@ LEGEND_TITLE = "mean ± 95% t interval over seeds"
 
 
 def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour and marker per method, fixed by sorted name so a method looks the same on every plot."""
-    colors = plt.get_cmap("tab10").colors
-    return {m: {"color": colors[i % 10], "marker": MARKERS[i % len(MARKERS)]} for i, m in enumerate(sorted(methods))}
+    """Colour and marker per method, fixed by sorted name so a method looks the same on every plot. Past ten
+    methods tab10's colours would repeat (only the marker would tell two methods apart): tab20 then."""
+    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    return {m: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)]}
+            for i, m in enumerate(sorted(methods))}
 
 
 def seeds_text(n_seeds) -> str:
