@@ -262,6 +262,9 @@ def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, 
     assert table["git_commit"].notna().all() and table["torch_version"].eq(torch.__version__).all()
     for grid in table["grid"]:
         assert (tmp_path / grid).is_file()
+    for cell in cells.itertuples():  # named by the weights: a retrained model's grids do not overwrite these
+        digest = cell.checkpoint.rsplit("-", 1)[-1]
+        assert len(digest) == 10 and f"-{digest}-nfe" in cell.grid, (cell.checkpoint, cell.grid)
 
     # Deterministic sampler, same seeds, same checkpoint: a re-run replaces the rows with the same numbers.
     again = run_bench(bench_args(tmp_path, seeds=[0, 1]))

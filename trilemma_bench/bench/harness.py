@@ -38,7 +38,7 @@ from ..report_utils import console, log
 from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
 from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
-from .provenance import checkpoint_id, git_commit, portable_path
+from .provenance import checkpoint_id, git_commit, portable_path, weights_digest
 from .results import upsert_row, write_schedule
 from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
@@ -166,7 +166,11 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str) -> li
                 shown = shard.gather({"grid": samples if samples.dim() == 2 else samples[:GRID_SAMPLES]})["grid"]
                 if not shard.is_main:
                     continue
-                grid = save_grid(cfg, shown, f"{cfg.method.name}-{cfg.preset.name}-nfe{nfe}-seed{seed}",
+                # The weights' digest in the name: a retrained model's grids sit beside the old rows' grids
+                # instead of overwriting the images those rows point to.
+                weights = weights_digest(ckpt)
+                grid = save_grid(cfg, shown, f"{cfg.method.name}-{cfg.preset.name}"
+                                 f"{'-' + weights if weights else ''}-nfe{nfe}-seed{seed}",
                                  f"{cfg.method.name}, {counted} NFE, seed {seed}")
                 row = cell_row(cfg, env, nfe_requested=nfe, nfe=counted, seed=seed, model=spec.tag, checkpoint=ckpt,
                                checkpoint_path=ckpt_path, timing=timing, probe=probe, metrics=metrics, grid=grid,

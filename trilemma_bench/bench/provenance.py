@@ -50,6 +50,12 @@ def checkpoint_id(model: torch.nn.Module, path: Path) -> str:
     return f"{path.stem}-{digest_tensors(model.state_dict())[:10]}"
 
 
+def weights_digest(checkpoint: str) -> str:
+    """The weights SHA-1 prefix that ends a :func:`checkpoint_id`, or "" for a checkpoint named otherwise."""
+    tail = checkpoint.rsplit("-", 1)[-1]
+    return tail if len(tail) == 10 and all(c in "0123456789abcdef" for c in tail) else ""
+
+
 def portable_path(path: Path) -> str:
     """``<cache>/...`` for a path inside the cache, the file name alone for any other absolute path."""
     path = Path(path).resolve()
