@@ -43,17 +43,21 @@ def git_commit(where: Path | None = None) -> str:
         return "unknown"
 
 
+# Digits of the weights SHA-1 that name a checkpoint in rows and grid files; one place, so the name and its parser agree.
+DIGEST_CHARS = 10
+
+
 def checkpoint_id(model: torch.nn.Module, path: Path) -> str:
     """``<model>-<preset>-<weights SHA-1>``: names the weights, not where the cache happens to be."""
     from ..metrics._cache import digest_tensors
 
-    return f"{path.stem}-{digest_tensors(model.state_dict())[:10]}"
+    return f"{path.stem}-{digest_tensors(model.state_dict())[:DIGEST_CHARS]}"
 
 
 def weights_digest(checkpoint: str) -> str:
     """The weights SHA-1 prefix that ends a :func:`checkpoint_id`, or "" for a checkpoint named otherwise."""
     tail = checkpoint.rsplit("-", 1)[-1]
-    return tail if len(tail) == 10 and all(c in "0123456789abcdef" for c in tail) else ""
+    return tail if len(tail) == DIGEST_CHARS and all(c in "0123456789abcdef" for c in tail) else ""
 
 
 def portable_path(path: Path) -> str:
