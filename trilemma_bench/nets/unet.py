@@ -16,25 +16,33 @@ from torch import Tensor, nn
 
 from .embeddings import AdaGroupNorm, ConditionEmbedding, LatentMapping, fourier_features
 
+# Each group norm averages over at least this many values. 32 groups on a 2x2 latent average over 4 numbers
+# each, which erases every channel's level and scale: the learned eps then has an error floor at high noise
+# that a deterministic sampler amplifies into latents 2-3x too wide (the digits f = 4 defect).
+MIN_GROUP_VALUES = 16
 
-def groups(channels: int) -> int:
-    # 32 groups as in the paper; tiny test networks have fewer channels than that.
-    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and g <= channels)
+
+def groups(channels: int, pixels: int | None = None) -> int:
+    """32 groups as in the paper, fewer where the channels or a group's values (channels / groups x ``pixels``,
+    the feature map's area) would be too few; ``pixels`` None: the channels alone decide (feature maps of any size)."""
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and g <= channels
+                and (pixels is None or channels // g * pixels >= MIN_GROUP_VALUES or g == 1))
 
 
-def norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups(channels), channels)
+def norm(channels: int, pixels: int | None = None) -> nn.GroupNorm:
+    return nn.GroupNorm(groups(channels, pixels), channels)
 
 
 class ResBlock(nn.Module):
     """Two convolutions with the time embedding added between them; ``z_emb_dim`` > 0 makes both group
     norms adaptive (scale and shift from the mapped latent), as DDGAN's ResnetBlock*_Adagn."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, z_emb_dim: int = 0):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, z_emb_dim: int = 0,
+                 pixels: int | None = None):
         super().__init__()
 
         def gn(c: int) -> nn.Module:
-            return AdaGroupNorm(groups(c), c, z_emb_dim) if z_emb_dim else norm(c)
+            return AdaGroupNorm(groups(c, pixels), c, z_emb_dim) if z_emb_dim else norm(c, pixels)
 
         # Module names and order as before the AdaGN path: DDPM checkpoints and initialisations are unchanged.
         self.block1 = nn.Sequential(gn(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
@@ -59,9 +67,9 @@ def _normed(block: nn.Sequential, x: Tensor, zemb: Tensor | None) -> Tensor:
 class Attention(nn.Module):
     """Single-head self-attention over pixels, through PyTorch's fused kernel."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pixels: int | None = None):
         super().__init__()
-        self.norm = norm(channels)
+        self.norm = norm(channels, pixels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -75,10 +83,11 @@ class Attention(nn.Module):
 class Level(nn.Module):
     """Res blocks at one resolution, each optionally followed by attention."""
 
-    def __init__(self, chans: Sequence[tuple[int, int]], emb_dim: int, dropout: float, attn: bool, z_emb_dim: int = 0):
+    def __init__(self, chans: Sequence[tuple[int, int]], emb_dim: int, dropout: float, attn: bool, z_emb_dim: int = 0,
+                 pixels: int | None = None):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout, z_emb_dim) for i, o in chans)
-        self.attn = nn.ModuleList(Attention(o) if attn else nn.Identity() for _, o in chans)
+        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout, z_emb_dim, pixels) for i, o in chans)
+        self.attn = nn.ModuleList(Attention(o, pixels) if attn else nn.Identity() for _, o in chans)
 
 
 class Upsample(nn.Sequential):
@@ -152,13 +161,15 @@ class UNet(nn.Module):
                 chans.append((c, ch * mult))
                 c = ch * mult
                 skips.append(c)
-            self.down.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd))
+            self.down.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2))
             last = i == len(ch_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
 
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd), Attention(c), ResBlock(c, c, emb_dim, dropout, zd)])
+        area = sizes[-1] ** 2
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd, area), Attention(c, area),
+                                  ResBlock(c, c, emb_dim, dropout, zd, area)])
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, mult in reversed(list(enumerate(ch_mult))):
@@ -166,9 +177,9 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks + 1):
                 chans.append((c + skips.pop(), ch * mult))
                 c = ch * mult
-            self.up.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd))
+            self.up.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2))
             self.upsample.append(nn.Identity() if i == 0 else Upsample(c))
-        self.head = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
+        self.head = nn.Sequential(norm(c, sizes[0] ** 2), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, z: Tensor | None = None) -> Tensor:
         emb = self.embed(t)
