@@ -487,3 +487,26 @@ def test_up_to_twenty_methods_each_get_a_colour_of_their_own() -> None:
         assert len({s["color"] for s in styles.values()}) == n, n
         assert len({(s["color"], s["marker"]) for s in styles.values()}) == n
     assert method_styles(["b", "a"])["a"] == method_styles(["a", "b", "c"])["a"]  # by sorted name
+
+
+def test_your_rows_are_drawn_beside_the_reference_labelled_and_never_merged(tmp_path: Path) -> None:
+    """A user's bench writes to its own folder; the report shows those rows as '<method> (yours)' beside the
+    committed reference rows of the same cells, copies both folders' grids, and changes neither table."""
+    reference, mine = tmp_path / "results", tmp_path / "results" / "local"
+    _rows(reference)
+    _row(mine, dataset="toy2d", preset="smoke", method="ddim", sampler="ddim-sampler", nfe=10, seed=0,
+         ms_per_image=5.0, fid=7.0, precision=0.5, recall=0.4, coverage=0.6, modes=20, mode_kl=0.1)
+    before = (reference / "results.csv").read_text()
+    index = make_report(mine, mine / "report", reference)
+    sections, notes = load_sections(mine, reference)
+    methods = set().union(*(set(rows["method"]) for _, rows, _ in sections))
+    assert {"ddim", "ddpm", "ddim (yours)"} <= methods
+    toy = next(rows for key, rows, _ in sections if key["dataset"] == "toy2d")
+    assert toy.loc[toy["method"] == "ddim (yours)", "fid"].tolist() == [7.0]
+    assert 7.0 not in toy.loc[toy["method"] == "ddim", "fid"].tolist()
+    assert any("(yours)" in n and "reference rows" in n for n in notes)
+    assert index.exists() and (mine / "report" / "grids" / "digits").is_dir()  # the reference's grids too
+    assert (reference / "results.csv").read_text() == before
+    # Read alone (the maintainer's view), the reference has no rows of yours.
+    alone, _ = load_sections(reference, reference)
+    assert not any("(yours)" in m for _, rows, _ in alone for m in rows["method"])

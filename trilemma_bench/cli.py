@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .paths import LOCAL_DIR, REFERENCE_DIR
 from .presets import DEFAULT_PRESET, PRESETS
 
 ALL = "all"  # `bench --method all`: every method whose model the preset configures
@@ -47,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     _distributed(p)
     p.add_argument("--nfe", type=int, default=None, help="for methods with one model per NFE (DDGAN's T)")
 
+    p = sub.add_parser("ship", help="maintainers: copy a cached model's sampling weights into the repository's models/")
+    _common(p)
+    p.add_argument("--nfe", type=int, default=None, help="for methods with one model per NFE (DDGAN's T)")
+    p.add_argument("--classifier", action="store_true",
+                   help="ship the dataset's cached domain classifier (models/extractors/) instead of a model")
+
     p = sub.add_parser("sample", help="draw a sample grid")
     _common(p)
     p.add_argument("--nfe", type=int, default=20, help="network evaluations")
@@ -68,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="with --compile on a GPU: replay the compiled network as CUDA graphs (mode reduce-overhead)")
     p.add_argument("--extractor", default=None, choices=["domain", "inception", "raw"])
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--results", type=Path, default=LOCAL_DIR,
+                   help="results folder (default: %(default)s, git-ignored; the committed reference table is "
+                        f"{REFERENCE_DIR}/, written only when asked for by --results {REFERENCE_DIR})")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed batches at least (default: 5); the published ms/image is their median")
     p.add_argument("--bpd-images", type=int, default=None,
@@ -88,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(and a learned schedule into its schedules/, as the bench does)")
 
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--results", type=Path, default=LOCAL_DIR,
+                   help="your results (default: %(default)s); drawn beside the reference rows, labelled '(yours)'")
+    p.add_argument("--reference", type=Path, default=None,
+                   help=f"the committed reference results drawn beside yours (default: {REFERENCE_DIR} when --results "
+                        "is left at its default, none otherwise); the same folder as --results: that folder alone")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/report)")
     p.add_argument("--budget-nfe", type=float, default=None,
                    help="print the best cell on quality and diversity within this many NFE (no report written)")
@@ -121,20 +134,34 @@ def _not_all(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .methods import METHODS, MODELS, get_method
     from .train import train_model
 
     _not_all(args)
-
-    # A model name trains that model; a method name trains the model it samples from (at --nfe, for a method
-    # with one model per NFE, such as ddgan, which names both a method and its model).
-    if args.method in MODELS and args.method not in METHODS:
-        spec = args.method
-    else:
-        method = get_method(args.method)
-        spec = method.spec_for(args.nfe if args.nfe is not None else method.default_nfe[0])
-    train_model(spec, _preset(args), device=args.device, retrain=args.retrain, devices=args.devices,
+    train_model(_spec_of(args), _preset(args), device=args.device, retrain=args.retrain, devices=args.devices,
                 strategy=args.strategy)
+
+
+def _spec_of(args: argparse.Namespace):
+    """A model name names that model; a method name the model it samples from (at --nfe for a method with one
+    model per NFE, such as ddgan, which names both a method and its model)."""
+    from .methods import METHODS, MODELS, get_method
+
+    if args.method in MODELS and args.method not in METHODS:
+        return args.method
+    method = get_method(args.method)
+    return method.spec_for(args.nfe if args.nfe is not None else method.default_nfe[0])
+
+
+def cmd_ship(args: argparse.Namespace) -> None:
+    _not_all(args)
+    if args.classifier:
+        from .metrics.classifier import ship_classifier
+
+        print(ship_classifier(args.dataset or PRESETS[args.preset].dataset))
+        return
+    from .train import ship_model
+
+    print(ship_model(_spec_of(args), _preset(args)))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -229,11 +256,12 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
 
     from .bench.results import results_path
 
-    results = Path(getattr(args, "results", None) or "results")
+    results = Path(getattr(args, "results", None) or LOCAL_DIR)
     if results_path(results).exists():
         from .report import make_report
 
-        log(f"report -> {make_report(results, results / 'report')}")
+        reference = REFERENCE_DIR if results == LOCAL_DIR else None  # as `trilemma-bench report` draws them
+        log(f"report -> {make_report(results, results / 'report', reference)}")
     for name in names:
         log(f"  {name:20s} " + (f"{done[name]} rows" if name in done else f"[red]failed[/]: {escape(failed[name])}"))
     if failed:
@@ -255,7 +283,8 @@ def cmd_bpd(args: argparse.Namespace) -> None:
     method, preset = get_method(args.method), _preset(args)
     check_request(args.method, preset.dataset, args.split, args.num_images)  # bad input refused before training
     device = resolve_device(args.device)
-    model, path = train_model(method.spec_for(method.default_nfe[0]), preset, device=device.type, retrain=args.retrain)
+    spec = method.spec_for(method.default_nfe[0])
+    model, _ = train_model(spec, preset, device=device.type, retrain=args.retrain)
     res = evaluate_bpd(args.method, model, preset.dataset, split=args.split, num_images=args.num_images,
                        batch_size=args.batch_size, seed=args.seed, time_samples=time_samples, device=device)
     terms = ", ".join(f"{k} {v:.4f}" for k, v in res.terms.items())
@@ -265,7 +294,7 @@ def cmd_bpd(args: argparse.Namespace) -> None:
         from .bench.provenance import checkpoint_id
         from .bench.results import set_columns, write_schedule
 
-        where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, path)}
+        where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, f"{spec.tag}-{preset.name}")}
         if hasattr(model, "schedule_table"):  # as the bench does: the report draws the learned schedule
             write_schedule(args.results, where["checkpoint"], model.schedule_table())
         changed = set_columns(args.results, where, {"bpd": res.mean, "bpd_sem": res.sem, "bpd_n": res.n,
@@ -278,12 +307,15 @@ def cmd_bpd(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import make_report
 
+    if args.reference is None and args.results == LOCAL_DIR:
+        args.reference = REFERENCE_DIR
+
     if getattr(args, "budget_nfe", None) is not None or getattr(args, "budget_ms", None) is not None:
         from .report.budget import print_budget
 
-        print_budget(args.results, args.budget_nfe, args.budget_ms)
+        print_budget(args.results, args.budget_nfe, args.budget_ms, args.reference)
         return
-    make_report(args.results, args.out or args.results / "report")
+    make_report(args.results, args.out or args.results / "report", args.reference)
 
 
 def cmd_features(args: argparse.Namespace) -> None:
@@ -303,7 +335,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "ship": cmd_ship, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The committed reference results, written only when their maintainer asks (``--results results``), and where a
+# user's runs go by default: git-ignored, so a bench never changes the published rows.
+REFERENCE_DIR = Path("results")
+LOCAL_DIR = Path("results/local")
+
 
 def cache_dir() -> Path:
     """Root of the cache: datasets, checkpoints, feature extractors, reference statistics.

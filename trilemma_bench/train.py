@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-import time
+import json
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
+from .callbacks import CurveCheckpoints, StepProgress, TrainingClock
 from .checkpoints import checkpoint_path, load_checkpoint
 from .data import DATASETS, TrilemmaDataModule
 from .methods import MODELS, ModelSpec
 from .presets import Preset, TrainConfig
 from .report_utils import log
+from .weights import find_shipped, load_weights, save_weights, shipped_dir
 
 
 def resolve_preset(preset: Preset, dataset: str | None) -> Preset:
@@ -63,27 +64,45 @@ def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
 
 
 def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto", retrain: bool = False,
-                root: Path | None = None, seed: int = 0, devices: int = 1,
-                strategy: str = "auto") -> tuple[L.LightningModule, Path]:
-    """Return the trained model for (model, preset), training it only when no valid checkpoint exists.
+                root: Path | None = None, seed: int = 0, devices: int = 1, strategy: str = "auto",
+                shipped_root: Path | None = None) -> tuple[L.LightningModule, Path]:
+    """Return the trained model for (model, preset), training it only when none exists, in this order:
+
+    1. a shipped model (``models/`` in the repository) made under exactly this training configuration and
+       training ``seed``, used as is (``weights_source`` "shipped");
+    2. the cache's checkpoint (``cached``);
+    3. training (``trained``), also when ``retrain`` is given. Training keeps the sampling weights at log-spaced
+       steps beside the checkpoint (``<checkpoint>.curve/``): the training-compute curve.
 
     ``devices`` > 1 trains data-parallel (Lightning's DDP; ``strategy`` as the Trainer takes it). Each
     process takes batch_size / devices samples a step, so the step's batch, and hence the training
     configuration a checkpoint records, is the preset's whatever the number of processes.
 
-    Prerequisites (latent diffusion's autoencoder) are trained or reused first, ``retrain`` included; a model
+    Prerequisites (latent diffusion's autoencoder) are resolved first the same way, ``retrain`` included; a model
     takes them in before training (``use_prerequisites``) and, reused, refuses ones it was not trained on
     (``check_prerequisites``)."""
     spec = _spec(model)
     cfg = preset.train_config(spec.name)
+    expected = preset.training_config(spec.name, spec.options)
     path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
-    first = {key: train_model(dep, preset, device=device, retrain=retrain, root=root, seed=seed)[0]
+    first = {key: train_model(dep, preset, device=device, retrain=retrain, root=root, seed=seed,
+                              shipped_root=shipped_root)[0]
              for key, dep in prerequisites(spec, preset).items()}
-    if path.exists() and not retrain:
-        log(f"reusing checkpoint {path}")
-        module = load_checkpoint(MODELS[spec.name], path, preset.training_config(spec.name, spec.options))
+    shipped = None if retrain else find_shipped(spec.tag, preset.name, preset.dataset, expected, seed=seed,
+                                                root=shipped_root)
+    if shipped is not None:
+        log(f"using shipped weights {shipped.path.name}")
+        module = load_weights(build_model(spec, preset), shipped)
         if first:
             module.check_prerequisites(first)
+        module.weights_source = "shipped"
+        return module, shipped.path
+    if path.exists() and not retrain:
+        log(f"reusing checkpoint {path}")
+        module = load_checkpoint(MODELS[spec.name], path, expected)
+        if first:
+            module.check_prerequisites(first)
+        module.weights_source = "cached"
         return module, path
 
     if devices < 1 or cfg.batch_size % devices:
@@ -93,16 +112,20 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     if first:
         module.use_prerequisites(first)
     data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size // devices, seed=seed, hflip=cfg.hflip)
-    interactive = sys.stdout.isatty()
     val_every = max(1, cfg.train_steps // 10)
+    clock = TrainingClock()
+    stem = f"{spec.tag}-{preset.name}"
+    meta = {"training_config": expected, "train_seed": seed, "devices": devices}
     trainer = L.Trainer(
         # Lightning counts optimizer steps: a GAN's training step makes two (DDGAN), so train_steps counts batches.
-        max_steps=cfg.train_steps * getattr(module, "optimizer_steps_per_batch", 1),
+        max_steps=cfg.train_steps * module.optimizer_steps_per_batch,
         accelerator="cpu" if device == "cpu" else ("gpu" if device == "cuda" else "auto"),
         devices=devices,
         strategy=strategy,
-        logger=CSVLogger(path.parent / "logs", name=f"{spec.tag}-{preset.name}"),
-        callbacks=[RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=max(1, cfg.train_steps // 20))],
+        logger=CSVLogger(path.parent / "logs", name=stem),
+        callbacks=[StepProgress(cfg.train_steps),
+                   CurveCheckpoints(path.with_suffix(".curve"), stem, cfg.train_steps, meta, clock)],
+        enable_progress_bar=False,  # StepProgress draws one bar for the run, not one per (tiny) epoch
         enable_checkpointing=False,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -112,18 +135,45 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
         num_sanity_val_steps=0,
     )
     log(f"training {spec.tag} on {preset.dataset} (preset {preset.name}, {cfg.train_steps} steps)")
-    start = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
+    spent = clock.read()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     trainer.save_checkpoint(tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint behind
-    log(f"trained in {seconds:.0f} s; checkpoint {path}")
+    info = {**meta, **spent, "train_steps_done": cfg.train_steps, "threads": torch.get_num_threads()}
+    path.with_suffix(".train.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    log(f"trained in {spent['wall_seconds']:.0f} s; checkpoint {path}")
     _plot_loss(Path(trainer.logger.log_dir) / "metrics.csv", path.with_suffix(".loss.png"))
-    if hasattr(module, "write_artifacts"):
-        module.write_artifacts(path)  # what a model shows beside its checkpoint (VDM: its learned schedule)
+    module.write_artifacts(path)  # what a model shows beside its checkpoint (VDM: its learned schedule)
+    module.weights_source = "trained"
     return module.eval(), path
+
+
+def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = None, seed: int = 0,
+               shipped_root: Path | None = None) -> Path:
+    """Copy the cached model of (model, preset) into the repository's ``models/<dataset>/`` as shipped weights
+    (:mod:`.weights`), with how it was trained; prerequisites first. A maintainer's act: results rows that cite
+    these weights can then be re-scored by anyone without training."""
+    spec = _spec(model)
+    for dep in prerequisites(spec, preset).values():
+        ship_model(dep, preset, root=root, seed=seed, shipped_root=shipped_root)
+    expected = preset.training_config(spec.name, spec.options)
+    if find_shipped(spec.tag, preset.name, preset.dataset, expected, seed=seed, root=shipped_root) is not None:
+        raise ValueError(f"{spec.tag}-{preset.name} is shipped already; delete its files in models/ to replace them")
+    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
+    if not path.exists():
+        raise ValueError(f"no cached {spec.tag}-{preset.name} to ship: train it first "
+                         f"(`trilemma-bench train --method {spec.name} --preset {preset.name}`)")
+    module = load_checkpoint(MODELS[spec.name], path, expected)
+    extras: dict = {}
+    module.on_save_checkpoint(extras)  # what the model adds to a checkpoint beside its weights
+    info_path = path.with_suffix(".train.json")
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    meta = {**info, "training_config": expected, "train_seed": seed, "extras": extras}
+    out = save_weights(module, shipped_dir(shipped_root) / preset.dataset, f"{spec.tag}-{preset.name}", meta)
+    log(f"shipped {out.name} ({out.stat().st_size / 1e6:.1f} MB)")
+    return out
 
 
 def _plot_loss(metrics_csv: Path, out: Path) -> None:

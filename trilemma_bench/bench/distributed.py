@@ -100,4 +100,4 @@ def _worker(fabric: Any, args: argparse.Namespace, plan: Any) -> list[dict[str, 
     set_threads(getattr(args, "threads", None))
     cfg = dataclasses.replace(config_from_args(args), device=fabric.device)
     return bench_cells(cfg, plan, Shard(fabric.global_rank, fabric.world_size, fabric),
-                       commit=args.git_commit)
+                       commit=args.git_commit, sources=args.weights_sources)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,12 +35,13 @@ from torch import Tensor
 from ..data import DATASETS, dataset_source
 from ..methods import ModelSpec
 from ..noise import initial_noise
+from ..paths import REFERENCE_DIR
 from ..report_utils import console, log
 from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
 from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path, weights_digest
-from .results import upsert_row, write_schedule
+from .results import read_results, upsert_row, write_schedule
 from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
@@ -62,12 +64,16 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"{', compiled' if cfg.compile else ''}{', channels_last' if cfg.channels_last else ''}"
         f"{', CUDA graphs' if cfg.cuda_graphs else ''}, {torch.get_num_threads()} threads) -> {cfg.results_dir}"
     )
-    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes):  # train (or find) every model first
-        train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
-                    strategy=SPAWN if cfg.devices > 1 else "auto")
+    # Train (or find) every model first; the rows say where each one's weights came from (shipped, cached,
+    # trained), which the later load in bench_cells cannot tell (a model trained now is cached by then).
+    args.weights_sources = {}
+    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes):
+        module, _ = train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
+                                strategy=SPAWN if cfg.devices > 1 else "auto")
+        args.weights_sources[spec.tag] = module.weights_source
     if cfg.devices > 1:
         return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu")
-    return bench_cells(cfg, plan, Shard(), commit=args.git_commit)
+    return bench_cells(cfg, plan, Shard(), commit=args.git_commit, sources=args.weights_sources)
 
 
 def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
@@ -88,13 +94,15 @@ def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str,
         if cfg.method.decoder is not None:
             eager_decoder = cfg.method.decoder(model)
             decoder = FlopProbe(eager_decoder, then=accelerated(eager_decoder, **fast))
-        models[spec] = (model, probe, checkpoint_id(model, path), portable_path(path), decoder)
+        models[spec] = (model, probe, checkpoint_id(model, f"{spec.tag}-{cfg.preset.name}"), portable_path(path), decoder)
     return models
 
 
-def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str) -> list[dict[str, Any]]:
+def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
+                sources: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every cell of ``cfg``, this process sampling its block of each (all of it when alone). ``commit``: the
-    code's commit when the run began (:func:`run_bench` reads it before any training)."""
+    code's commit when the run began (:func:`run_bench` reads it before any training); ``sources``: model tag ->
+    where its weights came from when the run began (default: where they were loaded from now)."""
     ds = cfg.preset.dataset
     models = _load_models(cfg)
     ref = load_reference(cfg)
@@ -118,7 +126,8 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str) -> li
 
         for spec, (model, _probe, ckpt, *_rest) in models.items():
             info = model.row_info() if hasattr(model, "row_info") else {}
-            per_model[spec] = {**info, **bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images,
+            per_model[spec] = {**info, "weights_source": (sources or {}).get(spec.tag, model.weights_source),
+                               **bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images,
                                                      device=cfg.device)}
             if hasattr(model, "schedule_table"):  # a learned noise schedule: the report draws it
                 write_schedule(cfg.results_dir, ckpt, model.schedule_table())
@@ -205,8 +214,29 @@ def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
         cols += [("modes", "modes", "{:.0f}"), ("mode KL", "mode_kl", "{:.4f}")]
         caption = floor_text(int(with_modes[0]["num_samples"]), int(with_modes[0]["modes_total"]))
     table.caption = caption
+    published = _published(rows, cfg.results_dir)
+    if published:
+        cols.append(("published FID", "_published", "{}"))
+        table.caption = ((caption + "\n") if caption else "") + (
+            f"published FID: the committed row of the same weights, sampler, NFE and seed in {REFERENCE_DIR}/ "
+            "('-': none); the same weights and seed give the same samples, so FIDs agree to float rounding")
     for title, _, _ in cols:
         table.add_column(title, justify="right")
     for r in rows:
+        r = {**r, "_published": published.get(_cell_key(r), "-")}
         table.add_row(*(fmt.format(r[key]) for _, key, fmt in cols))
     return table
+
+
+def _cell_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(str(row[k]) for k in ("dataset", "preset", "method", "sampler", "nfe", "seed", "checkpoint"))
+
+
+def _published(rows: list[dict[str, Any]], results_dir: Path) -> dict[tuple[Any, ...], str]:
+    """FID of the committed reference row of each cell benched here, when the run wrote elsewhere."""
+    if not rows or Path(results_dir).resolve() == REFERENCE_DIR.resolve():
+        return {}
+    ref = read_results(REFERENCE_DIR)
+    if ref.empty:
+        return {}
+    return {_cell_key(r): f"{r['fid']:.3f}" for r in ref.to_dict("records")}

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..paths import cache_dir
+from ..weights import DIGEST_CHARS, REPO_DIR, weights_id
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # What a benchmark run writes into a checkout, and prose: changing these does not change the numbers.
@@ -43,15 +44,10 @@ def git_commit(where: Path | None = None) -> str:
         return "unknown"
 
 
-# Digits of the weights SHA-1 that name a checkpoint in rows and grid files; one place, so the name and its parser agree.
-DIGEST_CHARS = 10
-
-
-def checkpoint_id(model: torch.nn.Module, path: Path) -> str:
-    """``<model>-<preset>-<weights SHA-1>``: names the weights, not where the cache happens to be."""
-    from ..metrics._cache import digest_tensors
-
-    return f"{path.stem}-{digest_tensors(model.state_dict())[:DIGEST_CHARS]}"
+def checkpoint_id(model: torch.nn.Module, stem: str) -> str:
+    """``<model>-<preset>-<digest>``: names the sampling weights (what a shipped file holds, :mod:`..weights`),
+    not where the cache happens to be; a shipped file of these weights carries the same name."""
+    return f"{stem}-{weights_id(model)}"
 
 
 def weights_digest(checkpoint: str) -> str:
@@ -61,8 +57,11 @@ def weights_digest(checkpoint: str) -> str:
 
 
 def portable_path(path: Path) -> str:
-    """``<cache>/...`` for a path inside the cache, the file name alone for any other absolute path."""
+    """``<cache>/...`` for a path inside the cache, the repository-relative path of a shipped file
+    (``models/...``), the file name alone for any other absolute path."""
     path = Path(path).resolve()
+    if path.is_relative_to(REPO_DIR / "models"):
+        return str(path.relative_to(REPO_DIR))
     try:
         return str(Path("<cache>") / path.relative_to(cache_dir().resolve()))
     except ValueError:

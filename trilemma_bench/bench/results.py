@@ -108,6 +108,7 @@ COLUMNS: tuple[str, ...] = (
     "timestamp",
     "dataset_source",
     "checkpoint_path",
+    "weights_source",  # shipped (the repository's models/), cached, or trained by this run
     "grid",
     "sample_seconds",
     "metric_seconds",

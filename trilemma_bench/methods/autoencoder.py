@@ -31,11 +31,12 @@ from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder, kl_to_standard_normal, levels_for
 from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
+from ..weights import ShipsWeights
 
 VAL_SEED = 4321  # validation draws the same posterior noise at every evaluation
 
 
-class Autoencoder(ClipsGradNorm, L.LightningModule):
+class Autoencoder(ShipsWeights, ClipsGradNorm, L.LightningModule):
     """``recon_split``: after training, score reconstructions of that split (the one benchmark rows are scored
     against) with the ``recon_extractor`` features; None skips it (tests)."""
 

@@ -31,11 +31,13 @@ from ..ema import EMA
 from ..nets import build_net
 from ..presets import TrainConfig
 from ..schedules import check_ddgan_steps, ddgan_betas, posterior_coefficients
+from ..weights import ShipsWeights
 from .base import Method, ModelSpec
 
 
-class DDGAN(L.LightningModule):
+class DDGAN(ShipsWeights, L.LightningModule):
     optimizer_steps_per_batch = 2  # one discriminator and one generator update per training step
+    raw_prefixes = ("gen.", "disc.")  # shipped: G's EMA copy; D only trains it
 
     def __init__(
         self,
@@ -179,6 +181,9 @@ class DDGAN(L.LightningModule):
         scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=h.train_steps, eta_min=h.lr_min)
                   for o in (opt_g, opt_d)]
         return [opt_g, opt_d], scheds
+
+    def restore_raw(self) -> None:
+        self.gen.load_state_dict(self.ema.module.state_dict())  # D stays at its initialisation: sampling never reads it
 
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The generator G(x_t, t, z) -> x_0 that sampling runs: the EMA copy unless asked otherwise."""

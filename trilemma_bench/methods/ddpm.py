@@ -13,13 +13,16 @@ from ..nets import build_net
 from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import alphas_cumprod, make_betas
+from ..weights import ShipsWeights
 
 VAL_SEED = 1234  # validation noise and times are the same at every evaluation: the curve shows the model
 
 
-class DDPM(ClipsGradNorm, L.LightningModule):
+class DDPM(ShipsWeights, ClipsGradNorm, L.LightningModule):
     """``clip_x0`` clamps predicted x0 to [-1, 1] when sampling: right for images scaled there, wrong for
     toy2d, whose modes lie in [-2, 2] (clipping there deletes the outer ring of modes)."""
+
+    raw_prefixes = ("net.",)  # shipped: the EMA copy, which every sampler runs
 
     def __init__(
         self,
@@ -81,6 +84,9 @@ class DDPM(ClipsGradNorm, L.LightningModule):
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
         return with_warmup(opt, self.hparams.warmup_steps)
+
+    def restore_raw(self) -> None:
+        self.net.load_state_dict(self.ema.module.state_dict())
 
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(x, t) network samplers run on: the EMA copy unless asked otherwise."""

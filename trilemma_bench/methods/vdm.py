@@ -24,6 +24,7 @@ from ..nets import build_net
 from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import GAMMA_MAX, GAMMA_MIN, make_gamma
+from ..weights import ShipsWeights
 
 VAL_SEED = 4321  # validation times and noise are the same at every evaluation: the curve shows the model
 EMBED_SCALE = 1000.0  # the official get_timestep_embedding multiplies its [0, 1] input by 1000
@@ -136,8 +137,10 @@ class VDMScore(nn.Module):
         return self.net(z, s, **kwargs) + z
 
 
-class VDM(ClipsGradNorm, L.LightningModule):
+class VDM(ShipsWeights, ClipsGradNorm, L.LightningModule):
     """The bound in bits/dim is the training loss; ``gamma_type`` picks the schedule (schedules.GAMMA_TYPES)."""
+
+    raw_prefixes = ("core.",)  # shipped: the EMA copy of score network and schedule, which sampling and bpd run
 
     def __init__(
         self,
@@ -226,6 +229,9 @@ class VDM(ClipsGradNorm, L.LightningModule):
         return with_warmup(opt, h.warmup_steps)
 
     # --- what samplers and evaluation use ----------------------------------------------------------------------
+
+    def restore_raw(self) -> None:
+        self.core.load_state_dict(self.ema.module.state_dict())
 
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(z, s) network samplers run on (s: net_time of gamma): the EMA copy unless asked otherwise."""

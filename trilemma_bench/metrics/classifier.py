@@ -320,6 +320,28 @@ def _load_valid(path: Path, dataset: str, device: str | torch.device) -> tuple[S
     return model.to(device).eval(), meta
 
 
+def _shipped(ds: str) -> tuple[SmallCNN, dict[str, Any]] | None:
+    """The classifier shipped in the repository (``models/extractors/``) for this configuration and data source:
+    pinned, so every machine scores with the same features. None when there is none."""
+    from ..weights import find_matching, read_weights, shipped_dir
+
+    found = find_matching(shipped_dir() / "extractors", f"{ds}-classifier", _expected(ds))
+    if found is None:
+        return None
+    model = SmallCNN(classifier_config(ds))
+    model.load_state_dict(read_weights(found))
+    return model, {**found.meta, "shipped": found.path.name}
+
+
+def ship_classifier(dataset: str) -> Path:
+    """Copy the cached classifier of ``dataset`` into the repository's ``models/extractors/`` (a maintainer's act)."""
+    from ..weights import save_weights, shipped_dir
+
+    ds = classifier_dataset(dataset)
+    model, meta = _load_valid(classifier_path(ds), ds, "cpu")
+    return save_weights(model, shipped_dir() / "extractors", f"{ds}-classifier", meta)
+
+
 def load_classifier(
     dataset: str,
     *,
@@ -333,6 +355,9 @@ def load_classifier(
     :class:`InvalidCacheError`, unless ``retrain_if_invalid`` (then it is retrained and replaced).
     """
     ds = classifier_dataset(dataset)
+    shipped = _shipped(ds)
+    if shipped is not None:
+        return shipped[0].to(device).eval(), shipped[1]
     path = classifier_path(ds)
     if path.exists():
         try:

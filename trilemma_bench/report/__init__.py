@@ -29,36 +29,60 @@ from .setting import REAL, current_rows, normalize, real_rows_for, setting_label
 from .tables import METRICS, display_table, markdown, summarize
 from .trilemma import budget_table, fronts
 
-__all__ = ["load_sections", "make_report"]
+__all__ = ["load_sections", "make_report", "read_rows"]
+
+YOURS = " (yours)"  # the label of a user's own rows beside the reference's
 
 
 def _grids(rows: pd.DataFrame, results_dir: Path, out: Path) -> dict[str, dict[int, str]]:
-    """Copy the first seed's grid of each (method, NFE) into the report; method -> nfe -> relative path."""
+    """Copy the first seed's grid of each (method, NFE) into the report; method -> nfe -> relative path. A row's
+    grid path is relative to the folder its table came from (``source_dir``; default ``results_dir``)."""
     found: dict[str, dict[int, str]] = {}
     if "grid" not in rows:
         return found
     first = rows.sort_values("seed").groupby(["method", "nfe"], as_index=False).first()
-    for r in first.itertuples(index=False):
-        if not isinstance(r.grid, str) or not (results_dir / r.grid).exists():
+    for r in first.to_dict("records"):
+        base = Path(r["source_dir"]) if isinstance(r.get("source_dir"), str) else results_dir
+        if not isinstance(r["grid"], str) or not (base / r["grid"]).exists():
             continue
-        target = out / r.grid
+        target = out / r["grid"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(results_dir / r.grid, target)
-        found.setdefault(r.method, {})[int(r.nfe)] = r.grid
+        shutil.copy2(base / r["grid"], target)
+        found.setdefault(r["method"], {})[int(r["nfe"])] = r["grid"]
     return found
 
 
-def load_sections(results_dir: Path | str) -> tuple[list[tuple[dict, pd.DataFrame, pd.DataFrame]], list[str]]:
+def read_rows(results_dir: Path | str, reference: Path | str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Your rows (``results_dir``) beside the committed reference rows (``reference``; None or the same folder:
+    one table alone), yours labelled ``<method> (yours)``: they were measured on another machine or day, so they
+    are shown apart, never averaged with the reference's. Also the header note saying so."""
+    results_dir = Path(results_dir)
+    mine = read_results(results_dir).assign(source_dir=str(results_dir))
+    if reference is None or Path(reference).resolve() == results_dir.resolve():
+        return mine, [f"{len(mine)} rows from {results_path(results_dir)}."]
+    ref = read_results(reference).assign(source_dir=str(reference))
+    cells = mine["method"] != REAL
+    mine.loc[cells, "method"] = mine.loc[cells, "method"] + YOURS
+    rows = pd.concat([df for df in (ref, mine) if not df.empty], ignore_index=True) if len(ref) or len(mine) else ref
+    note = f"{len(ref)} reference rows from {results_path(reference)}"
+    if len(mine):
+        note += (f" and {int(cells.sum())} of yours from {results_path(results_dir)}, labelled '{YOURS.strip()}': "
+                 "measured on your machine, compared with the reference only where the timing condition matches.")
+    return rows, [note + "."]
+
+
+def load_sections(results_dir: Path | str, reference: Path | str | None = None
+                  ) -> tuple[list[tuple[dict, pd.DataFrame, pd.DataFrame]], list[str]]:
     """The results grouped by setting: [(setting key, the section's rows, its summary)], and header notes.
 
     A section's rows are its cells' rows and the real-data rows of its quality scope (their setting
-    columns set to the section's, since real data carries no timing)."""
-    rows = read_results(results_dir)
+    columns set to the section's, since real data carries no timing). ``reference``: see :func:`read_rows`."""
+    rows, notes = read_rows(results_dir, reference)
     if rows.empty:
         raise ValueError(f"no results in {results_path(results_dir)}: run `trilemma-bench bench` first")
     rows, superseded = current_rows(rows)
     rows, setting, missing = normalize(rows)
-    notes = [f"{len(rows)} rows from {results_path(results_dir)}.", INTERVALS]
+    notes = [*notes, INTERVALS]
     if superseded:
         notes.append(f"{superseded} rows of older checkpoints (retrained since) are left out.")
     if missing:
@@ -117,10 +141,11 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
     return out
 
 
-def make_report(results_dir: Path | str, out_dir: Path | str) -> Path:
-    """Build the report of every row in ``<results_dir>/results.csv`` into ``out_dir``; returns index.html."""
+def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | str | None = None) -> Path:
+    """Build the report of every row in ``<results_dir>/results.csv`` (beside ``reference``'s, see
+    :func:`read_rows`) into ``out_dir``; returns index.html."""
     results_dir, out = Path(results_dir), Path(out_dir)
-    sections_data, notes = load_sections(results_dir)
+    sections_data, notes = load_sections(results_dir, reference)
     out.mkdir(parents=True, exist_ok=True)
     md = ["# trilemma-bench report", "", *[f"{n}  " for n in notes], ""]
     sections, summaries = [], []

@@ -12,7 +12,8 @@ from .tables import METRICS
 from .trilemma import AXES, best_within
 
 
-def budget_answers(results_dir: Path | str, budget_nfe: float | None, budget_ms: float | None) -> list[Table]:
+def budget_answers(results_dir: Path | str, budget_nfe: float | None, budget_ms: float | None,
+                   reference: Path | str | None = None) -> list[Table]:
     """Per setting, the best cell on each axis among those within both budgets (None: no limit)."""
     from . import load_sections
 
@@ -21,7 +22,7 @@ def budget_answers(results_dir: Path | str, budget_nfe: float | None, budget_ms:
     for name, value in (("--budget-nfe", budget_nfe), ("--budget-ms", budget_ms)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    sections, _ = load_sections(results_dir)
+    sections, _ = load_sections(results_dir, reference)
     limits = " and ".join(([f"NFE ≤ {budget_nfe:g}"] if budget_nfe is not None else [])
                           + ([f"ms/image ≤ {budget_ms:g}"] if budget_ms is not None else []))
     tables = []
@@ -47,7 +48,8 @@ def budget_answers(results_dir: Path | str, budget_nfe: float | None, budget_ms:
     return tables
 
 
-def print_budget(results_dir: Path | str, budget_nfe: float | None, budget_ms: float | None) -> None:
+def print_budget(results_dir: Path | str, budget_nfe: float | None, budget_ms: float | None,
+                 reference: Path | str | None = None) -> None:
     console = Console(width=140)
-    for table in budget_answers(results_dir, budget_nfe, budget_ms):
+    for table in budget_answers(results_dir, budget_nfe, budget_ms, reference):
         console.print(table)
