@@ -16,10 +16,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: corrupt, or made under another configuration."""
 
 
-def checkpoint_path(model: str, preset: str, dataset: str, root: Path | None = None) -> Path:
-    """``<cache>/checkpoints/<dataset>/<model>-<preset>.ckpt``; the cache is $TRILEMMA_BENCH_CACHE."""
+def checkpoint_path(model: str, preset: str, dataset: str, root: Path | None = None, seed: int = 0) -> Path:
+    """``<cache>/checkpoints/<dataset>/<model>-<preset>.ckpt`` (``-seed<N>`` before ``.ckpt`` for training seed N
+    > 0); the cache is $TRILEMMA_BENCH_CACHE."""
     base = Path(root) if root is not None else sub_cache("checkpoints")
-    return base / dataset / f"{model}-{preset}.ckpt"
+    return base / dataset / f"{model}-{preset}{f'-seed{seed}' if seed else ''}.ckpt"
 
 
 def _canonical(config: dict[str, Any]) -> dict[str, Any]:

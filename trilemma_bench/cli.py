@@ -30,6 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: torch's); 1 runs steadily on a shared machine")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="training seed of the model (default: 0, the shipped run; another seed is another training)")
 
 
 def _distributed(p: argparse.ArgumentParser) -> None:
@@ -83,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bpd-images", type=int, default=None,
                    help="methods with a likelihood (vdm, ddpm-fixed*): bits/dim bound of this many test images in "
                         "every row (default: 500, or the whole split if smaller; 0: none)")
+
+    p.add_argument("--weights", type=Path, default=None,
+                   help="sample from this shipped-format file (.safetensors with its .json) instead of the model the "
+                        "preset resolves to (shipped, cached or trained)")
+
+    p = sub.add_parser("curve", help="quality against training compute: bench every checkpoint a model's training "
+                                     "kept (250, 500, 1k, ... steps) at one NFE")
+    _common(p)
+    p.add_argument("--nfe", type=int, default=None, help="the one NFE each checkpoint is benched at")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--num-samples", type=int, default=None)
+    p.add_argument("--results", type=Path, default=LOCAL_DIR / "curves",
+                   help="results folder of the curve rows (default: %(default)s; the committed ones: results/curves)")
 
     p = sub.add_parser("bpd", help="bits/dim bound on the test split (VDM's, or DDPM's with its discretized decoder)")
     _common(p)
@@ -138,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     _not_all(args)
     train_model(_spec_of(args), _preset(args), device=args.device, retrain=args.retrain, devices=args.devices,
-                strategy=args.strategy)
+                strategy=args.strategy, seed=args.train_seed)
 
 
 def _spec_of(args: argparse.Namespace):
@@ -161,7 +176,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
         return
     from .train import ship_model
 
-    print(ship_model(_spec_of(args), _preset(args)))
+    print(ship_model(_spec_of(args), _preset(args), seed=args.train_seed))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -270,6 +285,28 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
     return done
 
 
+def cmd_curve(args: argparse.Namespace) -> None:
+    """Each kept checkpoint of the model's training (shipped under models/<dataset>/curves/, else the cache's),
+    benched at one NFE into a results folder of its own: the rows of a training-compute curve."""
+    from .bench.harness import run_bench
+    from .methods import get_method
+    from .train import curve_files
+
+    _not_all(args)
+    method = get_method(args.method)
+    nfe = args.nfe if args.nfe is not None else method.default_nfe[0]
+    preset = _preset(args)
+    files = curve_files(method.spec_for(nfe), preset, seed=args.train_seed)
+    if not files:
+        raise ValueError(f"no kept checkpoints of {method.spec_for(nfe).tag}-{preset.name}: train it "
+                         f"(`trilemma-bench train --method {args.method} --preset {preset.name}`) first")
+    for path in files:
+        ns = build_parser().parse_args(["bench", "--method", args.method])
+        ns.__dict__.update({k: v for k, v in vars(args).items() if k in vars(ns) and k not in ("nfe", "command")})
+        ns.nfe, ns.weights, ns.bpd_images = [nfe], path, 0
+        run_bench(ns)
+
+
 def cmd_bpd(args: argparse.Namespace) -> None:
     from .bench.config import resolve_device
     from .likelihood import TIME_SAMPLES, check_request, evaluate_bpd
@@ -335,7 +372,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
-COMMANDS = {"train": cmd_train, "ship": cmd_ship, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
 

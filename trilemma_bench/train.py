@@ -15,7 +15,15 @@ from .data import DATASETS, TrilemmaDataModule
 from .methods import MODELS, ModelSpec
 from .presets import Preset, TrainConfig
 from .report_utils import log
-from .weights import find_shipped, load_weights, save_weights, shipped_dir
+from .weights import (
+    Shipped,
+    find_shipped,
+    load_weights,
+    read_meta,
+    save_weights,
+    shipped_dir,
+    training_record,
+)
 
 
 def resolve_preset(preset: Preset, dataset: str | None) -> Preset:
@@ -84,7 +92,7 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     spec = _spec(model)
     cfg = preset.train_config(spec.name)
     expected = preset.training_config(spec.name, spec.options)
-    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
+    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed)
     first = {key: train_model(dep, preset, device=device, retrain=retrain, root=root, seed=seed,
                               shipped_root=shipped_root)[0]
              for key, dep in prerequisites(spec, preset).items()}
@@ -103,6 +111,8 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
         if first:
             module.check_prerequisites(first)
         module.weights_source = "cached"
+        info = path.with_suffix(".train.json")
+        module.training_record = training_record(json.loads(info.read_text())) if info.exists() else {}
         return module, path
 
     if devices < 1 or cfg.batch_size % devices:
@@ -147,7 +157,42 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     _plot_loss(Path(trainer.logger.log_dir) / "metrics.csv", path.with_suffix(".loss.png"))
     module.write_artifacts(path)  # what a model shows beside its checkpoint (VDM: its learned schedule)
     module.weights_source = "trained"
+    module.training_record = training_record(info)
     return module.eval(), path
+
+
+def curve_files(model: str | ModelSpec, preset: Preset, *, seed: int = 0, root: Path | None = None,
+                shipped_root: Path | None = None) -> list[Path]:
+    """The checkpoints a training of (model, preset) kept on its log-spaced schedule, by steps: the shipped ones
+    (``models/<dataset>/curves/``) where there are any, else the cache's (``<checkpoint>.curve/``)."""
+    spec = _spec(model)
+    stem = f"{spec.tag}-{preset.name}"
+    want = json.dumps(preset.training_config(spec.name, spec.options), sort_keys=True)
+    for folder in (shipped_dir(shipped_root) / preset.dataset / "curves",
+                   checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed).with_suffix(".curve")):
+        found = [p for p in sorted(folder.glob(f"{stem}-s*.safetensors"))
+                 if json.dumps(read_meta(p).get("training_config"), sort_keys=True) == want
+                 and read_meta(p).get("train_seed", 0) == seed]
+        if found:
+            return found
+    return []
+
+
+def load_weights_file(model: str | ModelSpec, preset: Preset, path: Path) -> L.LightningModule:
+    """A model of (model, preset) with the weights of one shipped-format file (a curve checkpoint, or a shipped
+    model named directly), refused unless the file was made under this configuration."""
+    spec = _spec(model)
+    found = Shipped(Path(path), read_meta(Path(path)))
+    want = preset.training_config(spec.name, spec.options)
+    if json.dumps(found.meta.get("training_config"), sort_keys=True) != json.dumps(want, sort_keys=True):
+        raise ValueError(f"{path} was trained under another configuration than {spec.tag} of preset {preset.name}")
+    first = {key: train_model(dep, preset, seed=found.meta.get("train_seed", 0))[0]
+             for key, dep in prerequisites(spec, preset).items()}
+    module = load_weights(build_model(spec, preset), found)
+    if first:
+        module.check_prerequisites(first)
+    module.weights_source = "file"
+    return module
 
 
 def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = None, seed: int = 0,
@@ -161,7 +206,7 @@ def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = No
     expected = preset.training_config(spec.name, spec.options)
     if find_shipped(spec.tag, preset.name, preset.dataset, expected, seed=seed, root=shipped_root) is not None:
         raise ValueError(f"{spec.tag}-{preset.name} is shipped already; delete its files in models/ to replace them")
-    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root)
+    path = checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed)
     if not path.exists():
         raise ValueError(f"no cached {spec.tag}-{preset.name} to ship: train it first "
                          f"(`trilemma-bench train --method {spec.name} --preset {preset.name}`)")

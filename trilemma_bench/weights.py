@@ -43,7 +43,12 @@ class ShipsWeights:
 
     raw_prefixes: ClassVar[tuple[str, ...]] = ()
     optimizer_steps_per_batch: ClassVar[int] = 1
+    # Network passes per training example, in units of the sampled network's forward FLOPs: forward and backward
+    # (about twice the forward) of the denoiser. NaN where that is not the training cost (a GAN trains D too).
+    train_passes: ClassVar[float] = 3.0
     weights_source: str = "untrained"
+    # How far the loaded weights were trained: steps, wall and CPU seconds, threads (empty when unknown).
+    training_record: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     def write_artifacts(self, checkpoint: Path) -> None:
         """Files beside a freshly trained checkpoint (default: none)."""
@@ -166,4 +171,13 @@ def load_weights(module: L.LightningModule, shipped: Shipped) -> L.LightningModu
     if isinstance(module, ShipsWeights):
         module.restore_raw()
     module.on_load_checkpoint(shipped.meta.get("extras", {}))  # what a Lightning checkpoint adds beside weights
+    if isinstance(module, ShipsWeights):
+        module.training_record = training_record(shipped.meta)
     return module.eval()
+
+
+def training_record(info: dict[str, Any]) -> dict[str, Any]:
+    """The row columns of how far a model was trained, from a shipped JSON or a checkpoint's ``.train.json``."""
+    names = {"train_steps_done": "train_steps", "wall_seconds": "train_wall_seconds",
+             "cpu_seconds": "train_cpu_seconds", "threads": "train_threads"}
+    return {col: info[key] for key, col in names.items() if key in info}

@@ -49,6 +49,8 @@ class BenchConfig:
     cuda_graphs: bool = False
     devices: int = 1  # processes that train (DDP) and sample (sharded) together
     bpd_images: int = BPD_IMAGES  # 0: no bits/dim column
+    train_seed: int = 0  # the training run of the models (a second training: another seed)
+    weights: Path | None = None  # a shipped-format file to sample from instead of resolving the model (curves)
 
     @property
     def dtype(self) -> str:
@@ -141,7 +143,23 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         retrain=bool(getattr(args, "retrain", False)),
         min_repeats=min_repeats,
         bpd_images=bpd_images,
+        train_seed=int(getattr(args, "train_seed", 0) or 0),
+        weights=_weights_file(getattr(args, "weights", None), method, nfes),
     )
+
+
+def _weights_file(path: Path | str | None, method: Method, nfes: tuple[int, ...]) -> Path | None:
+    """``--weights FILE``: a shipped-format file (``.safetensors`` with its ``.json``) of the one model the grid uses."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.exists() or not path.with_suffix(".json").exists():
+        raise ValueError(f"--weights {path}: expected a .safetensors file with its .json beside it, as "
+                         "`trilemma-bench ship` and training's curve checkpoints write them")
+    if len({method.spec_for(n) for n in nfes}) > 1:
+        raise ValueError(f"--weights names one model, but {method.name} samples NFE {list(nfes)} from several; "
+                         "give one NFE")
+    return path
 
 
 def resolve_device(name: str) -> torch.device:

@@ -67,9 +67,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     # Train (or find) every model first; the rows say where each one's weights came from (shipped, cached,
     # trained), which the later load in bench_cells cannot tell (a model trained now is cached by then).
     args.weights_sources = {}
-    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes):
+    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes) if cfg.weights is None else ():
         module, _ = train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
-                                strategy=SPAWN if cfg.devices > 1 else "auto")
+                                strategy=SPAWN if cfg.devices > 1 else "auto", seed=cfg.train_seed)
         args.weights_sources[spec.tag] = module.weights_source
     if cfg.devices > 1:
         return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu")
@@ -78,7 +78,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
     """Each model the cells sample from (trained by now), with its FLOP probe, identity and decoder."""
-    from ..train import train_model
+    from ..train import load_weights_file, train_model
 
     models: dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]] = {}
     fast = {"compile": cfg.compile, "channels_last": cfg.channels_last, "cuda_graphs": cfg.cuda_graphs}
@@ -86,7 +86,12 @@ def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str,
         spec = cfg.spec_for(nfe)
         if spec in models:
             continue
-        model, path = train_model(spec, cfg.preset, device=cfg.device.type)
+        if cfg.weights is not None:  # one given file (a training-compute curve's checkpoint): named as it is
+            model, path = load_weights_file(spec, cfg.preset, cfg.weights), cfg.weights
+            name = path.stem.rsplit("-", 1)[0]
+        else:
+            model, path = train_model(spec, cfg.preset, device=cfg.device.type, seed=cfg.train_seed)
+            name = f"{spec.tag}-{cfg.preset.name}"
         model = model.to(cfg.device).eval()
         eager = model.denoiser()
         probe = FlopProbe(eager, then=accelerated(eager, **fast))
@@ -94,7 +99,7 @@ def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str,
         if cfg.method.decoder is not None:
             eager_decoder = cfg.method.decoder(model)
             decoder = FlopProbe(eager_decoder, then=accelerated(eager_decoder, **fast))
-        models[spec] = (model, probe, checkpoint_id(model, f"{spec.tag}-{cfg.preset.name}"), portable_path(path), decoder)
+        models[spec] = (model, probe, checkpoint_id(model, name), portable_path(path), decoder)
     return models
 
 
@@ -127,6 +132,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
         for spec, (model, _probe, ckpt, *_rest) in models.items():
             info = model.row_info() if hasattr(model, "row_info") else {}
             per_model[spec] = {**info, "weights_source": (sources or {}).get(spec.tag, model.weights_source),
+                               "train_seed": cfg.train_seed, **model.training_record,
                                **bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images,
                                                      device=cfg.device)}
             if hasattr(model, "schedule_table"):  # a learned noise schedule: the report draws it
@@ -186,13 +192,23 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
                                decode_timing=decode_timing, decoder_probe=decoder,
                                images_per_s=throughput if shard.world > 1 else None,
                                sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored,
-                               **per_model[spec])
+                               **per_model[spec], train_gflops=train_gflops(model, probe, cfg.preset, spec))
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)
     if shard.is_main:
         console.print(summary_table(rows, cfg))
     return rows
+
+
+def train_gflops(model: Any, probe: FlopProbe, preset: Any, spec: ModelSpec) -> float:
+    """Training compute of the weights: the model's ``train_passes`` x the sampled network's counted forward FLOPs
+    per example x the preset's batch x the steps trained (NaN when a term is unknown)."""
+    steps = model.training_record.get("train_steps")
+    if not steps or not probe.flops_per_call or not probe.batch:
+        return math.nan
+    batch = preset.train_config(spec.name).batch_size
+    return model.train_passes * probe.flops_per_call / probe.batch * batch * steps / 1e9
 
 
 def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:

@@ -109,6 +109,14 @@ COLUMNS: tuple[str, ...] = (
     "dataset_source",
     "checkpoint_path",
     "weights_source",  # shipped (the repository's models/), cached, or trained by this run
+    "train_seed",  # which training run of the model (0: the shipped one; others measure training variance)
+    # training compute of the weights: steps (a GAN's iterations), wall and CPU seconds (all threads) under
+    # train_threads, and GFLOPs counted as train_passes x the network's forward FLOPs x batch x steps
+    "train_steps",
+    "train_gflops",
+    "train_wall_seconds",
+    "train_cpu_seconds",
+    "train_threads",
     "grid",
     "sample_seconds",
     "metric_seconds",

@@ -18,6 +18,7 @@ iterations, and ``train.py`` multiplies ``max_steps`` by :attr:`DDGAN.optimizer_
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -38,6 +39,7 @@ from .base import Method, ModelSpec
 class DDGAN(ShipsWeights, L.LightningModule):
     optimizer_steps_per_batch = 2  # one discriminator and one generator update per training step
     raw_prefixes = ("gen.", "disc.")  # shipped: G's EMA copy; D only trains it
+    train_passes = math.nan  # G and D both train, D twice per iteration: not 3 of G's forward passes
 
     def __init__(
         self,
