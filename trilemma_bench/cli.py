@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=LOCAL_DIR / "curves",
                    help="results folder of the curve rows (default: %(default)s; the committed ones: results/curves)")
 
+    p = sub.add_parser("diagnose", help="the exact denoiser of the training points beside the learned network, "
+                                        "through the method's sampler: a broken pipeline or an under-trained network?")
+    _common(p)
+    p.add_argument("--nfe", type=_int_list, default=None, help="comma-separated NFE grid (default: the method's)")
+    p.add_argument("--num-samples", type=int, default=500, help="samples per NFE and network (default: 500)")
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("bpd", help="bits/dim bound on the test split (VDM's, or DDPM's with its discretized decoder)")
     _common(p)
     p.set_defaults(method="vdm")  # vdm, ddpm-fixedlarge or ddpm-fixedsmall: the methods with a likelihood
@@ -307,6 +314,44 @@ def cmd_curve(args: argparse.Namespace) -> None:
         run_bench(ns)
 
 
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    from .data import load_split
+    from .diagnose import diagnose
+    from .methods import get_method
+    from .report_utils import console
+    from .train import train_model
+
+    _not_all(args)
+    method, preset = get_method(args.method), _preset(args)
+    x_train, _ = load_split(preset.dataset, "train")
+    nfes = args.nfe or list(method.default_nfe)
+    runs = {}
+    for nfe in nfes:  # one model per NFE where the method has one (DDGAN's T)
+        spec = method.spec_for(nfe)
+        if spec not in runs:
+            runs[spec] = (train_model(spec, preset, seed=args.train_seed)[0], [])
+        runs[spec][1].append(nfe)
+    for spec, (model, grid) in runs.items():
+        result = diagnose(method, model, x_train, grid, n=args.num_samples, seed=args.seed)
+        table = Table(title=f"diagnose {method.name} ({spec.tag}, preset {preset.name}): samples against the "
+                            f"{len(x_train)} training points, {args.num_samples} per cell")
+        for col in ("NFE", "oracle FD", "oracle spread", "learned FD", "learned spread", "learned max |x|"):
+            table.add_column(col, justify="right")
+        for o, lrn in zip(result.oracle, result.learned):
+            table.add_row(str(o.nfe), f"{o.frechet:.4g}", f"{o.spread:.3f}", f"{lrn.frechet:.4g}", f"{lrn.spread:.3f}",
+                          f"{lrn.largest:.3g} (data {result.points_largest:.3g})")
+        console.print(table)
+        for nfe, fo, fl in result.decoded:
+            console.print(f"decoded images, NFE {nfe}: pixel-space Frechet distance oracle {fo:.4g}, learned {fl:.4g}")
+        if result.eps_error:
+            console.print("learned eps MSE against the oracle's, by index time t: "
+                          + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_error.items()))
+        for line in result.verdict():
+            console.print(f"- {line}")
+
+
 def cmd_bpd(args: argparse.Namespace) -> None:
     from .bench.config import resolve_device
     from .likelihood import TIME_SAMPLES, check_request, evaluate_bpd
@@ -372,7 +417,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
 
 
-COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "diagnose": cmd_diagnose, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
             "features": cmd_features, "methods": cmd_methods}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -218,6 +219,13 @@ def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = No
     meta = {**info, "training_config": expected, "train_seed": seed, "extras": extras}
     out = save_weights(module, shipped_dir(shipped_root) / preset.dataset, f"{spec.tag}-{preset.name}", meta)
     log(f"shipped {out.name} ({out.stat().st_size / 1e6:.1f} MB)")
+    # The checkpoints its training kept: the rows of its training-compute curve cite them.
+    curves = shipped_dir(shipped_root) / preset.dataset / "curves"
+    for kept in sorted(path.with_suffix(".curve").glob("*.safetensors")):
+        curves.mkdir(parents=True, exist_ok=True)
+        for part in (kept, kept.with_suffix(".json")):
+            shutil.copyfile(part, curves / part.name)
+        log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB)")
     return out
 
 

@@ -53,6 +53,16 @@ class ShipsWeights:
     def write_artifacts(self, checkpoint: Path) -> None:
         """Files beside a freshly trained checkpoint (default: none)."""
 
+    def training_points(self, x: Tensor) -> Tensor:
+        """The training images in the space the model samples in (default: as they are; a latent model: their
+        scaled latent means). ``diagnose`` builds its exact denoiser on them."""
+        return x
+
+    def oracle_network(self, points: Tensor) -> nn.Module:
+        """The exact network of the empirical distribution of ``points``, in the place of ``denoiser()``: what a
+        perfectly trained model computes (``diagnose``). Default: none."""
+        raise ValueError(f"{type(self).__name__} has no exact oracle for `diagnose` yet")
+
     def restore_raw(self) -> None:
         """After loading shipped weights: fill the training-only tensors that other code reads (default: none)."""
 

@@ -197,7 +197,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
                 rows.append(row)
                 progress.advance(cells)
     if shard.is_main:
-        console.print(summary_table(rows, cfg))
+        console.print(summary_table(rows, cfg, _published(rows, cfg.results_dir)))
     return rows
 
 
@@ -211,7 +211,9 @@ def train_gflops(model: Any, probe: FlopProbe, preset: Any, spec: ModelSpec) -> 
     return model.train_passes * probe.flops_per_call / probe.batch * batch * steps / 1e9
 
 
-def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
+def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig,
+                  published: dict[tuple[Any, ...], str] | None = None) -> Table:
+    """The run's rows on the console; ``published``: the reference table's FID of the same cells, shown beside."""
     table = Table(title=f"{cfg.method.name} on {cfg.preset.dataset} ({cfg.preset.name}, {cfg.device}, {cfg.dtype})")
     cols = [
         ("NFE", "nfe", "{}"),
@@ -230,7 +232,6 @@ def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
         cols += [("modes", "modes", "{:.0f}"), ("mode KL", "mode_kl", "{:.4f}")]
         caption = floor_text(int(with_modes[0]["num_samples"]), int(with_modes[0]["modes_total"]))
     table.caption = caption
-    published = _published(rows, cfg.results_dir)
     if published:
         cols.append(("published FID", "_published", "{}"))
         table.caption = ((caption + "\n") if caption else "") + (
@@ -239,7 +240,7 @@ def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> Table:
     for title, _, _ in cols:
         table.add_column(title, justify="right")
     for r in rows:
-        r = {**r, "_published": published.get(_cell_key(r), "-")}
+        r = {**r, "_published": (published or {}).get(_cell_key(r), "-")}
         table.add_row(*(fmt.format(r[key]) for _, key, fmt in cols))
     return table
 

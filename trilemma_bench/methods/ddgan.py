@@ -187,6 +187,11 @@ class DDGAN(ShipsWeights, L.LightningModule):
     def restore_raw(self) -> None:
         self.gen.load_state_dict(self.ema.module.state_dict())  # D stays at its initialisation: sampling never reads it
 
+    def oracle_network(self, points: Tensor) -> nn.Module:
+        from ..diagnose import OracleGenerator
+
+        return OracleGenerator(self.alpha_bar, points)
+
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The generator G(x_t, t, z) -> x_0 that sampling runs: the EMA copy unless asked otherwise."""
         return (self.ema.module if ema else self.gen).eval()

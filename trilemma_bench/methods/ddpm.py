@@ -88,6 +88,11 @@ class DDPM(ShipsWeights, ClipsGradNorm, L.LightningModule):
     def restore_raw(self) -> None:
         self.net.load_state_dict(self.ema.module.state_dict())
 
+    def oracle_network(self, points: Tensor) -> nn.Module:
+        from ..diagnose import OracleEps
+
+        return OracleEps(self.alpha_bar, points)
+
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(x, t) network samplers run on: the EMA copy unless asked otherwise."""
         return (self.ema.module if ema else self.net).eval()

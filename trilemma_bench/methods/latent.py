@@ -171,6 +171,10 @@ class LatentDiffusion(DDPM):
 
     # ---------------------------------------------------------------------------------- latents
 
+    def training_points(self, x: Tensor) -> Tensor:
+        """The scaled latent means of the training images: the points latent diffusion learned to sample."""
+        return torch.cat([self.encode(b, sample=False) for b in x.split(SCALE_BATCH)])
+
     def encode(self, x: Tensor, generator: torch.Generator | None = None, *, sample: bool = True) -> Tensor:
         """Scaled latents of images: a posterior sample (or the mean), times the scale factor."""
         with torch.no_grad():

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..bench.results import read_results, results_path
 from ..report_utils import log
+from .curves import curve_table, plot_curves, read_curves
 from .front import comparison_table, front_comparisons
 from .html import Section, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
@@ -175,6 +176,17 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
         note = "log-SNR = -gamma(t) of each benched model that learns its schedule (EMA weights), beside DDPM's fixed one."
         sections.append(Section("Noise schedules", table, {"schedules": str(png.relative_to(out))}, notes=[note]))
         md += ["## Noise schedules", "", note, "", markdown(table), "", f"![schedules]({png.relative_to(out)})", ""]
+    curves = read_curves(results_dir, reference)
+    if not curves.empty:
+        table = curve_table(curves)
+        pngs = {name: str(p.relative_to(out)) for name, p in plot_curves(curves, out / "plots").items()}
+        note = ("Each model's checkpoints kept on a log-spaced schedule during its one training run (250, 500, 1k, "
+                "... steps), benched at one NFE (mean ± 95% t interval over seeds). Converged: the last doubling "
+                "of training changed the metric by no more than its paired interval; still changing: the model's "
+                "rows describe its training budget, not its method.")
+        sections.append(Section("Quality against training compute", table, pngs, notes=[note]))
+        md += ["## Quality against training compute", "", note, "", markdown(table), ""]
+        md += [f"![{name}]({p})" for name, p in pngs.items()] + [""]
     pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
     index = write_index(out, sections, notes)
