@@ -240,7 +240,8 @@ def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig,
     for title, _, _ in cols:
         table.add_column(title, justify="right")
     for r in rows:
-        r = {**r, "_published": (published or {}).get(_cell_key(r), "-")}
+        if published:
+            r = {**r, "_published": published.get(_cell_key(r), "-")}
         table.add_row(*(fmt.format(r[key]) for _, key, fmt in cols))
     return table
 
