@@ -192,3 +192,28 @@ def test_bench_rows_time_the_decoder_apart(trained, tmp_path: Path, monkeypatch:
     assert info["autoencoder"].startswith(f"kl-ae-f{F}-") and "recon_fid" in info
     for key in ("latent_shape", "latent_scale", "autoencoder", "recon_fid"):
         assert row[key] == info[key] or (math.isnan(row[key]) and math.isnan(info[key])), key
+
+
+def test_a_shipped_latent_model_holds_its_own_weights_and_takes_the_shipped_autoencoder(trained, tmp_path: Path) -> None:
+    """Shipping a latent model ships its autoencoder as a model of its own; the latent model's file leaves the
+    frozen autoencoder out (its digest names only what it trained) and, loaded, takes the shipped autoencoder back
+    and samples exactly as the cached model."""
+    from safetensors.torch import load_file
+
+    from trilemma_bench.train import ship_model
+    from trilemma_bench.weights import weights_id
+
+    ldm, _, root, _, _ = trained
+    shipped = tmp_path / "models"
+    path = ship_model(latent_spec(F), TINY, root=root, shipped_root=shipped)
+    assert not any(k.startswith("autoencoder.") for k in load_file(str(path)))
+    assert list((shipped / "digits").glob(f"kl-ae-f{F}-latent-test-*.safetensors"))
+    assert not list((shipped / "digits" / "curves").glob("kl-ae-*"))  # no rows cite the autoencoder's curve
+    again, where = train_model(latent_spec(F), TINY, device="cpu", root=root, shipped_root=shipped)
+    assert again.weights_source == "shipped" and where == path and weights_id(again) == weights_id(ldm)
+    assert torch.equal(again.scale_factor, ldm.scale_factor)
+    z = initial_noise(ldm.sample_shape, 0, range(4))
+    method = get_method(f"ldm-f{F}-ddim")
+    a = method.sample(ldm, z, 3, noise=ImageNoise(0, range(4)))
+    b = method.sample(again, z, 3, noise=ImageNoise(0, range(4)))
+    assert torch.equal(method.decoder(ldm)(a), method.decoder(again)(b))

@@ -101,7 +101,10 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
                                                 root=shipped_root)
     if shipped is not None:
         log(f"using shipped weights {shipped.path.name}")
-        module = load_weights(build_model(spec, preset), shipped)
+        module = build_model(spec, preset)
+        if first:
+            module.use_prerequisites(first)
+        load_weights(module, shipped)
         if first:
             module.check_prerequisites(first)
         module.weights_source = "shipped"
@@ -189,7 +192,10 @@ def load_weights_file(model: str | ModelSpec, preset: Preset, path: Path) -> L.L
         raise ValueError(f"{path} was trained under another configuration than {spec.tag} of preset {preset.name}")
     first = {key: train_model(dep, preset, seed=found.meta.get("train_seed", 0))[0]
              for key, dep in prerequisites(spec, preset).items()}
-    module = load_weights(build_model(spec, preset), found)
+    module = build_model(spec, preset)
+    if first:
+        module.use_prerequisites(first)
+    load_weights(module, found)
     if first:
         module.check_prerequisites(first)
     module.weights_source = "file"
@@ -197,13 +203,16 @@ def load_weights_file(model: str | ModelSpec, preset: Preset, path: Path) -> L.L
 
 
 def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = None, seed: int = 0,
-               shipped_root: Path | None = None) -> Path:
+               shipped_root: Path | None = None, curves: bool = True) -> Path:
     """Copy the cached model of (model, preset) into the repository's ``models/<dataset>/`` as shipped weights
-    (:mod:`.weights`), with how it was trained; prerequisites first. A maintainer's act: results rows that cite
-    these weights can then be re-scored by anyone without training."""
+    (:mod:`.weights`), with how it was trained, and (``curves``) the checkpoints its training kept; prerequisites
+    first, without theirs (no rows cite them). A maintainer's act: results rows that cite these weights can then
+    be re-scored by anyone without training."""
     spec = _spec(model)
     for dep in prerequisites(spec, preset).values():
-        ship_model(dep, preset, root=root, seed=seed, shipped_root=shipped_root)
+        if find_shipped(dep.tag, preset.name, preset.dataset, preset.training_config(dep.name, dep.options),
+                        seed=seed, root=shipped_root) is None:
+            ship_model(dep, preset, root=root, seed=seed, shipped_root=shipped_root, curves=False)
     expected = preset.training_config(spec.name, spec.options)
     if find_shipped(spec.tag, preset.name, preset.dataset, expected, seed=seed, root=shipped_root) is not None:
         raise ValueError(f"{spec.tag}-{preset.name} is shipped already; delete its files in models/ to replace them")
@@ -220,11 +229,11 @@ def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = No
     out = save_weights(module, shipped_dir(shipped_root) / preset.dataset, f"{spec.tag}-{preset.name}", meta)
     log(f"shipped {out.name} ({out.stat().st_size / 1e6:.1f} MB)")
     # The checkpoints its training kept: the rows of its training-compute curve cite them.
-    curves = shipped_dir(shipped_root) / preset.dataset / "curves"
-    for kept in sorted(path.with_suffix(".curve").glob("*.safetensors")):
-        curves.mkdir(parents=True, exist_ok=True)
+    kept_dir = shipped_dir(shipped_root) / preset.dataset / "curves"
+    for kept in sorted(path.with_suffix(".curve").glob("*.safetensors")) if curves else ():
+        kept_dir.mkdir(parents=True, exist_ok=True)
         for part in (kept, kept.with_suffix(".json")):
-            shutil.copyfile(part, curves / part.name)
+            shutil.copyfile(part, kept_dir / part.name)
         log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB)")
     return out
 

@@ -42,6 +42,9 @@ class ShipsWeights:
     ``write_artifacts``: what a model shows beside its checkpoint after training (VDM: its learned schedule)."""
 
     raw_prefixes: ClassVar[tuple[str, ...]] = ()
+    # State that comes from a prerequisite shipped on its own (latent diffusion's frozen autoencoder): left out of
+    # this model's file and its digest, put back by ``use_prerequisites`` before the file is loaded.
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ()
     optimizer_steps_per_batch: ClassVar[int] = 1
     # Network passes per training example, in units of the sampled network's forward FLOPs: forward and backward
     # (about twice the forward) of the denoiser. NaN where that is not the training cost (a GAN trains D too).
@@ -67,9 +70,14 @@ class ShipsWeights:
         """After loading shipped weights: fill the training-only tensors that other code reads (default: none)."""
 
 
+def _left_out(module: nn.Module) -> tuple[str, ...]:
+    return (*module.raw_prefixes, *module.frozen_prefixes) if isinstance(module, ShipsWeights) else ()
+
+
 def sampling_state(module: nn.Module) -> dict[str, Tensor]:
-    """The module's state without its training-only tensors: exactly what a shipped file holds."""
-    prefixes = type(module).raw_prefixes if isinstance(module, ShipsWeights) else ()
+    """The module's state without its training-only tensors and its prerequisites' (frozen) ones: exactly what a
+    shipped file holds."""
+    prefixes = _left_out(module)
     return {k: v for k, v in module.state_dict().items() if not k.startswith(prefixes)}
 
 
@@ -168,12 +176,12 @@ def read_weights(shipped: Shipped) -> dict[str, Tensor]:
 
 
 def load_weights(module: L.LightningModule, shipped: Shipped) -> L.LightningModule:
-    """Load a shipped file into a freshly built ``module``: its digest checked, every shipped tensor used, only
-    the declared training-only ones missing, those rebuilt by ``restore_raw``; the module's extra checkpoint
-    state (``on_load_checkpoint``) from the JSON."""
+    """Load a shipped file into a freshly built ``module`` (its prerequisites already taken in): its digest
+    checked, every shipped tensor used, only the declared training-only and frozen ones missing, the former
+    rebuilt by ``restore_raw``; the module's extra checkpoint state (``on_load_checkpoint``) from the JSON."""
     state = read_weights(shipped)
     missing, unexpected = module.load_state_dict(state, strict=False)
-    prefixes = type(module).raw_prefixes if isinstance(module, ShipsWeights) else ()
+    prefixes = _left_out(module)
     undeclared = [k for k in missing if not k.startswith(prefixes)]
     if undeclared or unexpected:
         raise WeightsError(f"{shipped.path} does not fit {type(module).__name__}: missing {undeclared[:5]}, "

@@ -67,6 +67,7 @@ class LatentDecoder(nn.Module):
 
 
 class LatentDiffusion(DDPM):
+    frozen_prefixes = ("autoencoder.",)  # shipped as its own model; its digest is checked on every load
     def __init__(
         self,
         net: dict[str, Any],
