@@ -510,3 +510,28 @@ def test_your_rows_are_drawn_beside_the_reference_labelled_and_never_merged(tmp_
     # Read alone (the maintainer's view), the reference has no rows of yours.
     alone, _ = load_sections(reference, reference)
     assert not any("(yours)" in m for _, rows, _ in alone for m in rows["method"])
+
+
+def test_training_compute_curves_say_converged_only_when_the_last_doubling_changed_nothing(tmp_path: Path) -> None:
+    """Two runs benched at each kept checkpoint: one whose FID still falls from 4k to 8k steps at every seed
+    (still changing), one whose last two checkpoints differ by seed noise only (converged); the report draws both."""
+    from trilemma_bench.report.curves import curve_table, read_curves
+
+    curves = tmp_path / "curves"
+    noise = {0: 0.03, 1: -0.02, 2: -0.01}
+    for run, fids in (("a-digits", {2000: 5.0, 4000: 3.0, 8000: 2.0}), ("b-digits", {2000: 3.0, 4000: 2.0, 8000: 2.0})):
+        for steps, fid in fids.items():
+            for seed in (0, 1, 2):
+                shift = noise[seed] * (1 if steps == 8000 else -1) if run == "b-digits" else 0.01 * seed
+                _row(curves, dataset="digits", preset="digits", method="ddim", sampler="ddim", nfe=20, seed=seed,
+                     checkpoint=f"{run}-s{steps:06d}-abcdef0123", ms_per_image=1.0, fid=fid + shift, coverage=0.9,
+                     train_steps=steps, train_gflops=steps * 0.4, train_cpu_seconds=steps * 0.2)
+    table = curve_table(read_curves(tmp_path))
+    last = table[table["verdict"] != ""].set_index("model")["verdict"]
+    assert last["a-digits"].startswith("FID: still changing")
+    assert last["b-digits"].startswith("FID: converged")
+    assert len(table) == 6 and set(table["train steps"]) == {2000, 4000, 8000}
+    _rows(tmp_path)
+    make_report(tmp_path, tmp_path / "report")
+    assert (tmp_path / "report" / "plots" / "digits-training-compute.png").exists()
+    assert "Quality against training compute" in (tmp_path / "report" / "report.md").read_text()
