@@ -67,6 +67,21 @@ def test_every_committed_checkpoint_is_a_shipped_file_with_that_digest(dataset: 
     assert found is not None and found.path == path
 
 
+def test_every_committed_curve_row_cites_a_shipped_checkpoint_of_its_training() -> None:
+    """The training-compute rows (results/curves/) name checkpoints kept on the way: each is a file in
+    models/<dataset>/curves/ whose tensors hash to its name and whose JSON says how far it was trained."""
+    rows = read_results(REPO / "results" / "curves")
+    cells = rows[rows["method"] != "real"].drop_duplicates("checkpoint")
+    assert len(cells) >= 6
+    for r in cells.itertuples():
+        path = SHIPPED_DIR / r.dataset / "curves" / f"{r.checkpoint}.safetensors"
+        assert path.exists(), f"results/curves cites {r.checkpoint}, not shipped"
+        assert _sha1_of_tensors(path).startswith(r.checkpoint.rsplit("-", 1)[1])
+        meta = read_meta(path)
+        assert meta["train_steps_done"] == r.train_steps
+        assert f"-s{int(r.train_steps):06d}-" in r.checkpoint
+
+
 def test_shipped_weights_reproduce_a_committed_row(tmp_path: Path) -> None:
     """The cheapest committed DDIM cell, re-benched from the shipped weights: the same FID to 4 digits."""
     from trilemma_bench.cli import main
