@@ -101,12 +101,7 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
                                                 root=shipped_root)
     if shipped is not None:
         log(f"using shipped weights {shipped.path.name}")
-        module = build_model(spec, preset)
-        if first:
-            module.use_prerequisites(first)
-        load_weights(module, shipped)
-        if first:
-            module.check_prerequisites(first)
+        module = _from_shipped(spec, preset, shipped, first)
         module.weights_source = "shipped"
         return module, shipped.path
     if path.exists() and not retrain:
@@ -192,13 +187,21 @@ def load_weights_file(model: str | ModelSpec, preset: Preset, path: Path) -> L.L
         raise ValueError(f"{path} was trained under another configuration than {spec.tag} of preset {preset.name}")
     first = {key: train_model(dep, preset, seed=found.meta.get("train_seed", 0))[0]
              for key, dep in prerequisites(spec, preset).items()}
+    module = _from_shipped(spec, preset, found, first)
+    module.weights_source = "file"
+    return module
+
+
+def _from_shipped(spec: ModelSpec, preset: Preset, shipped: Shipped,
+                  first: dict[str, L.LightningModule]) -> L.LightningModule:
+    """A model built for (spec, preset) with a shipped file's weights: its prerequisites (the frozen autoencoder)
+    taken in first, as the file leaves them out, then checked against what the file recorded of them."""
     module = build_model(spec, preset)
     if first:
         module.use_prerequisites(first)
-    load_weights(module, found)
+    load_weights(module, shipped)
     if first:
         module.check_prerequisites(first)
-    module.weights_source = "file"
     return module
 
 
