@@ -255,6 +255,5 @@ def _published(rows: list[dict[str, Any]], results_dir: Path) -> dict[tuple[Any,
     if not rows or Path(results_dir).resolve() == REFERENCE_DIR.resolve():
         return {}
     ref = read_results(REFERENCE_DIR)
-    if ref.empty:
-        return {}
-    return {_cell_key(r): f"{r['fid']:.3f}" for r in ref.to_dict("records")}
+    mine = {_cell_key(r) for r in rows}
+    return {key: f"{r['fid']:.3f}" for r in ref.to_dict("records") if (key := _cell_key(r)) in mine}
