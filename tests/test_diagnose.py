@@ -74,3 +74,25 @@ def test_diagnose_tells_a_network_deficit_from_a_pipeline_defect(monkeypatch: py
     broken = type(ddim)(**{**ddim.__dict__, "sample_fn": lambda *a: 2 * ddim.sample_fn(*a)})
     found = dg.diagnose(broken, model, points, [50], n=300)
     assert found.verdict()[0].startswith("PIPELINE")
+
+
+def test_the_diagnose_and_curve_commands_run_on_a_tiny_training(tmp_path, monkeypatch, capsys) -> None:
+    """`train` keeps checkpoints at 250 steps and at its end; `curve` benches each into its own folder with the
+    training compute in every row; `diagnose` prints the oracle beside the network and a verdict."""
+    from trilemma_bench.bench.results import read_results
+    from trilemma_bench.cli import main
+
+    monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
+    tiny = ["--preset", "smoke", "--steps", "300", "--threads", "1"]
+    assert main(["train", "--method", "ddpm", *tiny]) == 0
+    assert main(["curve", "--method", "ddim", *tiny, "--nfe", "5", "--seeds", "0,1", "--num-samples", "100",
+                 "--results", str(tmp_path / "curves")]) == 0
+    rows = read_results(tmp_path / "curves")
+    cells = rows[rows["method"] == "ddim"]
+    assert sorted(cells["train_steps"].unique()) == [250, 300] and len(cells) == 4
+    assert (cells["train_gflops"] > 0).all() and cells["checkpoint"].str.contains("-s000250-|-s000300-").all()
+    capsys.readouterr()
+    assert main(["diagnose", "--method", "ddim", *tiny, "--nfe", "20", "--num-samples", "100"]) == 0
+    captured = capsys.readouterr()
+    out = (captured.out + captured.err).replace("\n", " ")
+    assert "oracle FD" in out and "learned eps MSE" in out and ("pipeline sound" in out or "PIPELINE" in out)

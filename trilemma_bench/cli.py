@@ -315,12 +315,9 @@ def cmd_curve(args: argparse.Namespace) -> None:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:
-    from rich.table import Table
-
     from .data import load_split
-    from .diagnose import diagnose
+    from .diagnose import diagnose, print_diagnosis
     from .methods import get_method
-    from .report_utils import console
     from .train import train_model
 
     _not_all(args)
@@ -335,21 +332,8 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
         runs[spec][1].append(nfe)
     for spec, (model, grid) in runs.items():
         result = diagnose(method, model, x_train, grid, n=args.num_samples, seed=args.seed)
-        table = Table(title=f"diagnose {method.name} ({spec.tag}, preset {preset.name}): samples against the "
-                            f"{len(x_train)} training points, {args.num_samples} per cell")
-        for col in ("NFE", "oracle FD", "oracle spread", "learned FD", "learned spread", "learned max |x|"):
-            table.add_column(col, justify="right")
-        for o, lrn in zip(result.oracle, result.learned):
-            table.add_row(str(o.nfe), f"{o.frechet:.4g}", f"{o.spread:.3f}", f"{lrn.frechet:.4g}", f"{lrn.spread:.3f}",
-                          f"{lrn.largest:.3g} (data {result.points_largest:.3g})")
-        console.print(table)
-        for nfe, fo, fl in result.decoded:
-            console.print(f"decoded images, NFE {nfe}: pixel-space Frechet distance oracle {fo:.4g}, learned {fl:.4g}")
-        if result.eps_error:
-            console.print("learned eps MSE against the oracle's, by index time t: "
-                          + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_error.items()))
-        for line in result.verdict():
-            console.print(f"- {line}")
+        print_diagnosis(result, f"diagnose {method.name} ({spec.tag}, preset {preset.name}): samples against the "
+                                f"{len(x_train)} training points, {args.num_samples} per cell")
 
 
 def cmd_bpd(args: argparse.Namespace) -> None:

@@ -201,3 +201,25 @@ def diagnose(method: Any, model: Any, x_train: Tensor, nfes: list[int], *, n: in
         ts = [t for t in EPS_TIMES if t < steps]
         errors = eps_errors(model.denoiser(), oracle_net, points, oracle_net.schedule.alpha_bar, ts, seed=seed)
     return Diagnosis(method.name, oracle, learned, errors, float(points.abs().max()), decoded)
+
+
+def print_diagnosis(result: Diagnosis, title: str) -> None:
+    """The diagnosis on the console: per NFE the oracle's and the network's samples, the eps errors, the verdict."""
+    from rich.table import Table
+
+    from .report_utils import console
+
+    table = Table(title=title)
+    for col in ("NFE", "oracle FD", "oracle spread", "learned FD", "learned spread", "learned max |x|"):
+        table.add_column(col, justify="right")
+    for o, lrn in zip(result.oracle, result.learned):
+        table.add_row(str(o.nfe), f"{o.frechet:.4g}", f"{o.spread:.3f}", f"{lrn.frechet:.4g}", f"{lrn.spread:.3f}",
+                      f"{lrn.largest:.3g} (data {result.points_largest:.3g})")
+    console.print(table)
+    for nfe, fo, fl in result.decoded:
+        console.print(f"decoded images, NFE {nfe}: pixel-space Frechet distance oracle {fo:.4g}, learned {fl:.4g}")
+    if result.eps_error:
+        console.print("learned eps MSE against the oracle's, by index time t: "
+                      + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_error.items()))
+    for line in result.verdict():
+        console.print(f"- {line}")
