@@ -20,6 +20,7 @@ from .weights import (
     Shipped,
     find_shipped,
     load_weights,
+    matches,
     read_meta,
     save_weights,
     shipped_dir,
@@ -166,12 +167,10 @@ def curve_files(model: str | ModelSpec, preset: Preset, *, seed: int = 0, root: 
     (``models/<dataset>/curves/``) where there are any, else the cache's (``<checkpoint>.curve/``)."""
     spec = _spec(model)
     stem = f"{spec.tag}-{preset.name}"
-    want = json.dumps(preset.training_config(spec.name, spec.options), sort_keys=True)
+    want = {"training_config": preset.training_config(spec.name, spec.options), "train_seed": seed}
     for folder in (shipped_dir(shipped_root) / preset.dataset / "curves",
                    checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed).with_suffix(".curve")):
-        found = [p for p in sorted(folder.glob(f"{stem}-s*.safetensors"))
-                 if json.dumps(read_meta(p).get("training_config"), sort_keys=True) == want
-                 and read_meta(p).get("train_seed", 0) == seed]
+        found = [p for p in sorted(folder.glob(f"{stem}-s*.safetensors")) if matches(read_meta(p), want)]
         if found:
             return found
     return []
@@ -183,7 +182,7 @@ def load_weights_file(model: str | ModelSpec, preset: Preset, path: Path) -> L.L
     spec = _spec(model)
     found = Shipped(Path(path), read_meta(Path(path)))
     want = preset.training_config(spec.name, spec.options)
-    if json.dumps(found.meta.get("training_config"), sort_keys=True) != json.dumps(want, sort_keys=True):
+    if not matches(found.meta, {"training_config": want}):
         raise ValueError(f"{path} was trained under another configuration than {spec.tag} of preset {preset.name}")
     first = {key: train_model(dep, preset, seed=found.meta.get("train_seed", 0))[0]
              for key, dep in prerequisites(spec, preset).items()}

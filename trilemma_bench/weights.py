@@ -107,6 +107,12 @@ def _canonical(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
+def matches(meta: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a shipped file's JSON holds every key of ``wanted`` with that value (tuples and lists alike, as
+    they are after a JSON round trip)."""
+    return all(_canonical(meta.get(k)) == _canonical(v) for k, v in wanted.items())
+
+
 def shipped_dir(root: Path | None = None) -> Path:
     return Path(root) if root is not None else SHIPPED_DIR
 
@@ -139,13 +145,12 @@ def read_meta(path: Path) -> dict[str, Any]:
 def find_matching(directory: Path, prefix: str, wanted: dict[str, Any]) -> Shipped | None:
     """The one ``<prefix>-<digest>.safetensors`` in ``directory`` whose JSON holds every key of ``wanted`` with
     that value (compared as JSON), or None."""
-    want = _canonical(wanted)
     found = []
     for path in sorted(directory.glob(f"{prefix}-*.safetensors")):
         if path.stem.rsplit("-", 1)[0] != prefix:  # ddpm-digits-s000500-... is a curve file, not ddpm-digits
             continue
         meta = read_meta(path)
-        if all(_canonical(meta.get(k)) == v for k, v in want.items()):
+        if matches(meta, wanted):
             found.append(Shipped(path, meta))
     if len(found) > 1:
         names = ", ".join(s.path.name for s in found)
