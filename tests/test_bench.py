@@ -549,3 +549,28 @@ def test_the_printed_summary_carries_mode_kl_and_the_floor_at_the_runs_sample_si
     assert [c.header for c in table.columns][-2:] == ["modes", "mode KL"]
     assert table.caption.startswith("Mode floor: 26,000 draws") and "of 1000 modes" in table.caption
     assert summary_table([{**row, "modes": math.nan}], cfg).caption is None
+
+
+def test_retime_times_every_row_again_in_one_round_robin_run(cache: Path, tmp_path: Path) -> None:
+    """Only the timing columns change; every row gets the one run's id; a row of another model is skipped."""
+    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.bench.retime import retime
+
+    run_bench(bench_args(tmp_path, seeds=[0, 1]))
+    before = read_results(tmp_path)
+    assert before.loc[before["method"] != "real", "timing_run"].str.startswith("bench-").all()
+    foreign = (before["method"] != "real") & (before["seed"] == 1) & (before["nfe"] == 5)
+    upsert_row(tmp_path, {**before[foreign].iloc[0].to_dict(), "checkpoint": "ddpm-smoke-0000000000"})
+    run, done, skipped = retime(tmp_path, "smoke", rounds=2)
+    assert done == 4 and len(skipped) == 1 and "ddpm-smoke-0000000000" in skipped[0]
+    after = read_results(tmp_path)
+    timed = after[(after["method"] != "real") & (after["checkpoint"] != "ddpm-smoke-0000000000")]
+    assert set(timed["timing_run"]) == {run.id} and run.id.startswith("retime-")
+    assert set(timed["timing_order"]) == {"round-robin"} and (timed["timing_repeats"] == 2).all()
+    assert (timed["ms_per_image"] > 0).all() and timed["timing_load_before"].notna().all()
+    old = before.set_index(["method", "nfe", "seed", "checkpoint"])
+    new = timed.set_index(["method", "nfe", "seed", "checkpoint"])
+    for col in ("fid", "coverage", "recall", "grid"):  # the samples are not drawn again for the table
+        assert new[col].equals(old.loc[new.index, col]), col
+    with pytest.raises(ValueError, match="no smoke rows of nope"):
+        retime(tmp_path, "smoke", methods=["nope"])

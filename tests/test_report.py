@@ -319,7 +319,7 @@ def test_trilemma_best_within_a_budget_reports_ties_not_a_single_winner(tmp_path
         "c": (20, 2.0, [1.0, 1.1, 1.2]),
     })
     best = best_within(summary, rows, "nfe", 10, "fid", higher=False)
-    assert best.cell == "a@10" and best.ties == ["b@10"] and "tied with b@10" in best.text("{:.3g}")
+    assert best.cell == "a@10" and best.ties == ["b@10"] and "tied with 1 (b@10)" in best.text("{:.3g}")
     assert best_within(summary, rows, "nfe", 20, "fid", higher=False).cell == "c@20"
     assert best_within(summary, rows, "ms_per_image", 1.1, "fid", higher=False).ties == []
     assert best_within(summary, rows, "nfe", 5, "fid", higher=False) is None
@@ -341,7 +341,7 @@ def test_report_budget_on_the_command_line(tmp_path: Path, capsys: pytest.Captur
                       "c": (20, 2.0, [1.0, 1.1, 1.2])})
     assert main(["report", "--results", str(tmp_path), "--budget-nfe", "10"]) == 0
     out = capsys.readouterr().out
-    assert "NFE ≤ 10" in out and "a@10" in out and "tied with b@10" in out and "c@20" not in out
+    assert "NFE ≤ 10" in out and "a@10" in out and "tied with 1 (b@10)" in out and "c@20" not in out
     assert main(["report", "--results", str(tmp_path), "--budget-ms", "5"]) == 0
     assert "c@20 (1.10 ± 0.25)" in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path), "--budget-ms", "0"]) == 2
@@ -386,8 +386,10 @@ def test_the_page_budget_script_gives_the_python_answer(tmp_path: Path) -> None:
         if nfe and ms:  # both budgets: only d@50 is out (its NFE), c@20 is the best, untested against d
             assert fid.startswith("c@20 (") and "untested" not in fid
             continue
-        assert fid.startswith(f"{best.cell} (") and (f"tied with {', '.join(best.ties)}" in fid) == bool(best.ties)
-        assert ("untested against " + ", ".join(best.untested) in fid) == bool(best.untested)
+        ties = f"tied with {len(best.ties)} ({', '.join(best.ties[:3])}"
+        assert fid.startswith(f"{best.cell} (") and (ties in fid) == bool(best.ties)
+        assert (f"; {len(best.untested)} untested" in fid) == bool(best.untested)
+        assert (f"better than {best.beaten} of {best.n_tests} (Holm)" in fid) == bool(best.n_tests)
 
 
 def test_learned_schedules_in_the_results_folder_get_their_own_section(tmp_path: Path) -> None:

@@ -118,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the figure into the rows of this method's checkpoint in this results folder "
                         "(and a learned schedule into its schedules/, as the bench does)")
 
+    p = sub.add_parser("retime", help="re-time every cell of a results table in one timing run (round-robin), so "
+                                      "its ms/image figures compare; quality columns are left as they are")
+    p.add_argument("--preset", default="digits", choices=sorted(PRESETS), help="the preset's rows (default: digits)")
+    p.add_argument("--method", type=lambda s: s.split(","), default=None, help="comma-separated methods (default: all)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds over all rows; a row's figure is its median")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="CPU threads; 1 runs steadily on a shared machine")
+    p.add_argument("--results", type=Path, default=LOCAL_DIR,
+                   help="the results folder whose rows are re-timed (default: %(default)s; the reference: results)")
+
     p = sub.add_parser("report", help="tables, plots and an HTML page from the results table")
     p.add_argument("--results", type=Path, default=LOCAL_DIR,
                    help="your results (default: %(default)s); drawn beside the reference rows, labelled '(yours)'")
@@ -384,6 +394,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     make_report(args.results, args.out or args.results / "report", args.reference)
 
 
+def cmd_retime(args: argparse.Namespace) -> None:
+    from .bench.retime import retime
+    from .report_utils import log
+
+    run, done, skipped = retime(args.results, args.preset, methods=args.method, rounds=args.rounds, device=args.device)
+    for line in skipped:
+        log(f"[yellow]skipped[/] {line}")
+    log(f"re-timed {done} rows in timing run {run.id}; `trilemma-bench report` draws them on one ms axis")
+
+
 def cmd_features(args: argparse.Namespace) -> None:
     from .metrics.features import train_and_cache
     from .report_utils import log
@@ -402,6 +422,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "diagnose": cmd_diagnose, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
+            "retime": cmd_retime,
             "features": cmd_features, "methods": cmd_methods}
 
 

@@ -73,6 +73,15 @@ def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:
                                          **({"prerequisites": first} if first else {}))
 
 
+def has_weights(model: str | ModelSpec, preset: Preset, *, seed: int = 0, root: Path | None = None) -> bool:
+    """Whether :func:`train_model` would find the model (and its prerequisites) without training."""
+    spec = _spec(model)
+    found = (find_shipped(spec.tag, preset.name, preset.dataset, preset.training_config(spec.name, spec.options),
+                          seed=seed) is not None
+             or checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed).exists())
+    return found and all(has_weights(dep, preset, seed=seed, root=root) for dep in prerequisites(spec, preset).values())
+
+
 def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto", retrain: bool = False,
                 root: Path | None = None, seed: int = 0, devices: int = 1, strategy: str = "auto",
                 shipped_root: Path | None = None) -> tuple[L.LightningModule, Path]:

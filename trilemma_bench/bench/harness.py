@@ -45,6 +45,7 @@ from .results import read_results, upsert_row, write_schedule
 from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
+from .timing_run import TimingRun
 
 
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -76,7 +77,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return bench_cells(cfg, plan, Shard(), commit=args.git_commit, sources=args.weights_sources)
 
 
-def _load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
+def load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:
     """Each model the cells sample from (trained by now), with its FLOP probe, identity and decoder."""
     from ..train import load_weights_file, train_model
 
@@ -109,7 +110,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
     code's commit when the run began (:func:`run_bench` reads it before any training); ``sources``: model tag ->
     where its weights came from when the run began (default: where they were loaded from now)."""
     ds = cfg.preset.dataset
-    models = _load_models(cfg)
+    models = load_models(cfg)
     ref = load_reference(cfg)
     env = {
         "torch_version": torch.__version__,
@@ -123,6 +124,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
               "quantized_levels": ref.levels if ref.levels is not None else math.nan,
               "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan}
     lo, hi = shard.block(cfg.num_samples, cfg.batch_size)
+    run = TimingRun.start("bench", "sequential")
     # Figures of each checkpoint, the same in all its rows, timed nowhere: its bits/dim bound, and what the model
     # says about itself (a latent model: its autoencoder's reconstruction FID, the ceiling of its samples).
     per_model: dict[ModelSpec, dict[str, Any]] = {}
@@ -192,7 +194,8 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
                                decode_timing=decode_timing, decoder_probe=decoder,
                                images_per_s=throughput if shard.world > 1 else None,
                                sample_seconds=t1 - t0, metric_seconds=time.perf_counter() - t1, **scored,
-                               **per_model[spec], train_gflops=train_gflops(model, probe, cfg.preset, spec))
+                               **per_model[spec], train_gflops=train_gflops(model, probe, cfg.preset, spec),
+                               **run.columns())
                 upsert_row(cfg.results_dir, row)
                 rows.append(row)
                 progress.advance(cells)

@@ -66,6 +66,12 @@ COLUMNS: tuple[str, ...] = (
     "ms_per_batch_max",
     "peak_mem_mb",
     "peak_mem_kind",
+    # the timing run (timing_run.py): only cells of one run are compared on a time axis
+    "timing_run",
+    "timing_host",
+    "timing_order",
+    "timing_load_before",
+    "timing_load_after",
     "gflops_per_image",
     "achieved_tflops",
     "pct_of_peak",

@@ -124,18 +124,23 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
         out.append((
             f"Significance on and near the Pareto front: {title} against ms/image",
             comparison_table(comparisons, title, pattern, min_y=min_y),
-            [("Paired by seed (same initial noise): per-seed differences cell − vs, their mean and 95% t interval; "
-             "significant when the interval excludes 0. 'front: next faster' compares each front cell with the "
-             "front cell before it in time; a dominated cell is 'near' the front when no front cell that "
-             "dominates it (as fast or faster, as good or better on the means) is significantly better, and is "
-             "listed against each of them. Dominated cells significantly worse are not listed.")],
+            [("Paired by seed (same initial noise): per-seed differences cell − vs, their mean and 95% t interval "
+             "(uncorrected), and the paired t test's p-value, raw and Holm-adjusted over all "
+             f"{comparisons[0].n_tests} tests this table made (every front neighbour, every dominated cell against "
+             "each front cell that dominates it); 'significant' means Holm p < 0.05 (family-wise error 5%). "
+             "'front: next faster' compares each front cell with the front cell before it in time; a dominated "
+             "cell is 'near' the front when no front cell that dominates it (as fast or faster, as good or better "
+             "on the means) is significantly better, and is listed against each of them. Dominated cells "
+             "significantly worse are not listed.")],
         ))
     for budget_col, what in (("nfe", "NFE (counted)"), ("ms_per_image", "ms/image (mean over seeds)")):
         table = budget_table(summary, rows, budget_col)
         if not table.empty:
             out.append((f"Trilemma view: the best cell within a budget of {what}", table,
-                        [("Best = best mean among cells within the budget; 'tied with' = not significantly "
-                         "different from it (paired by seed, 95% t interval holds 0).")]))
+                        [("Best = best mean among cells within the budget; 'tied with N' = not significantly "
+                         "different from it (paired t test by seed, Holm-corrected over that answer's tests: each "
+                         "other cell within the budget against the best), the nearest three named; 'better than k "
+                         "of m' = significantly worse cells of the m tests.")]))
     lines = fronts(summary)
     if lines:
         out.append(("Pareto fronts (mean over seeds, increasing time)", pd.DataFrame(), lines))

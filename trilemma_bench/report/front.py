@@ -2,21 +2,22 @@
 
 Cells are compared on their means over seeds. A cell is *on the front* when no other cell is at least as
 good on both axes and better on one. A dominated cell is *near the front* when no front cell that
-dominates it is significantly better on the metric (paired by seed, 95% t interval of the per-seed
-differences holds 0): within the noise of the seeds, it could be on the front. Speed is taken as
+dominates it is significantly better on the metric (paired t test by seed, Holm-corrected over every test
+the table makes): within the noise of the seeds, it could be on the front. Speed is taken as
 measured (medians of timed batches); only the metric is tested.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from .setting import REAL
-from .stats import Paired, paired_difference
+from .setting import REAL, check_one_timing_run
+from .stats import Paired, holm, paired_difference, significant_after
 
 
 def pareto_mask(x, y, *, min_x: bool = True, min_y: bool = True) -> np.ndarray:
@@ -75,6 +76,13 @@ class Comparison:
     cell: str
     other: str
     test: Paired  # cell - other, per seed
+    adjusted_p: float = math.nan  # Holm-adjusted over every test the table's construction made
+    n_tests: int = 0  # ... that many
+
+    @property
+    def significant(self) -> bool | None:
+        """The verdict after correction (None: not testable)."""
+        return significant_after(self.adjusted_p) if self.test.significant is not None else None
 
 
 def cells_of(summary: pd.DataFrame, xcol: str, ycol: str) -> pd.DataFrame:
@@ -93,6 +101,8 @@ def front_comparisons(summary: pd.DataFrame, rows: pd.DataFrame, ycol: str = "fi
     dominated cells are kept only when near (no dominating front cell significantly better).
     Also returns the cells with columns ``front`` and ``near``."""
     cells = cells_of(summary, xcol, ycol)
+    if xcol != "nfe":
+        check_one_timing_run(cells)
     if cells.empty:
         return [], cells.assign(front=[], near=[])
     x, y = cells[f"{xcol}_mean"].to_numpy(float), cells[f"{ycol}_mean"].to_numpy(float)
@@ -100,20 +110,25 @@ def front_comparisons(summary: pd.DataFrame, rows: pd.DataFrame, ycol: str = "fi
     sign = 1 if min_y else -1
     values = [per_seed(rows, line, ycol) for line in cells.to_dict("records")]
     labels = [cell_label(line) for line in cells.to_dict("records")]
-    out: list[Comparison] = []
+    made: list[tuple[int | None, Comparison]] = []  # (the dominated cell, or None on the front; the comparison)
     order = [i for i in np.argsort(x, kind="stable") if front[i]]
     for faster, slower in itertools.pairwise(order):
-        out.append(Comparison("front: next faster", labels[slower], labels[faster],
-                              paired_difference(values[slower], values[faster])))
-    near = np.zeros(len(cells), bool)
+        made.append((None, Comparison("front: next faster", labels[slower], labels[faster],
+                                      paired_difference(values[slower], values[faster]))))
     for i in np.flatnonzero(~front):
         doms = [j for j in np.flatnonzero(front)
                 if x[j] <= x[i] and sign * y[j] <= sign * y[i] and (x[j] < x[i] or y[j] != y[i])]
-        tests = [(j, paired_difference(values[i], values[j])) for j in doms]
-        # near: no dominating front cell is significantly better (untestable pairs count as not shown better)
-        near[i] = all(t.significant is not True for _, t in tests)
-        if near[i]:
-            out += [Comparison("near: dominated by", labels[i], labels[j], t) for j, t in tests]
+        made += [(i, Comparison("near: dominated by", labels[i], labels[j], paired_difference(values[i], values[j])))
+                 for j in doms]
+    # One family: every test made, the ones that decide which dominated cells are near included.
+    adjusted = holm([c.test.p_value if c.test.significant is not None else math.nan for _, c in made])
+    n_tests = int(np.isfinite(adjusted).sum())
+    made = [(i, replace(c, adjusted_p=float(p), n_tests=n_tests)) for (i, c), p in zip(made, adjusted)]
+    near = np.zeros(len(cells), bool)
+    for i in np.flatnonzero(~front):
+        # near: no dominating front cell is significantly better after correction (untestable: not shown better)
+        near[i] = all(c.significant is not True for k, c in made if k == i)
+    out = [c for k, c in made if k is None or near[k]]
     return out, cells.assign(front=front, near=near)
 
 
@@ -123,9 +138,9 @@ def comparison_table(comparisons: list[Comparison], metric_title: str, pattern: 
     records = []
     for c in comparisons:
         t = c.test
-        if t.significant is None:
+        if c.significant is None:
             verdict = f"not testable ({t.n} shared seed{'s' if t.n != 1 else ''})"
-        elif t.significant:
+        elif c.significant:
             better = c.cell if (t.mean < 0) == min_y else c.other
             verdict = f"significant: {better} better"
         else:
@@ -137,8 +152,9 @@ def comparison_table(comparisons: list[Comparison], metric_title: str, pattern: 
             "cell": c.cell,
             "vs": c.other,
             "paired seeds": t.n,
-            f"Δ {metric_title} (cell − vs), 95% t interval": diff,
-            "p (paired t)": "–" if t.significant is None else f"{t.p_value:.3g}",
+            f"Δ {metric_title} (cell − vs), 95% t interval (uncorrected)": diff,
+            "p (paired t)": "–" if t.significant is None else f"{t.p_value:.2g}",
+            "p (Holm)": "–" if c.significant is None else f"{c.adjusted_p:.2g}",
             "verdict": verdict,
         })
     return pd.DataFrame.from_records(records)

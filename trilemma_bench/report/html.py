@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .front import cell_label, cells_of, per_seed
+from .setting import check_one_timing_run
 from .stats import paired_difference
 from .tables import METRICS
 from .trilemma import AXES
@@ -42,16 +43,23 @@ function trilemmaAnswer(box) {
       if (best < 0 || (a.higher ? v > d.cells[best][a.metric] : v < d.cells[best][a.metric])) best = i;
     });
     if (best < 0) return `<tr><th>${a.title}</th><td>no cell within this budget</td></tr>`;
-    const ties = [], untested = [];
+    // Holm over this answer's tests (each fitting cell against the best), nearest cells named first.
+    const tests = [];
+    let untested = 0;
     d.cells.forEach((c, i) => {
       if (i === best || !fits[i] || c[a.metric] === null) return;
-      const s = a.sig[i][best];
-      if (s === null) untested.push(c.label); else if (!s) ties.push(c.label);
+      const p = a.p[i][best];
+      if (p === null) untested++; else tests.push({p, i, gap: Math.abs(c[a.metric] - d.cells[best][a.metric])});
     });
+    tests.sort((x, y) => x.p - y.p);
+    let running = 0;
+    tests.forEach((t, k) => { running = Math.max(running, Math.min(1, (tests.length - k) * t.p)); t.adj = running; });
+    const ties = tests.filter(t => t.adj >= 0.05).sort((x, y) => x.gap - y.gap).map(t => d.cells[t.i].label);
     const b = d.cells[best], half = b[a.metric + '_ci95'];
     let text = `${b.label} (${b[a.metric].toPrecision(3)}${half === null ? '' : ' ± ' + half.toPrecision(2)})`;
-    if (ties.length) text += ' tied with ' + ties.join(', ');
-    if (untested.length) text += '; untested against ' + untested.join(', ') + ' (fewer than 2 shared seeds)';
+    if (ties.length) text += `; tied with ${ties.length} (${ties.slice(0, 3).join(', ')}${ties.length > 3 ? ', …' : ''})`;
+    if (tests.length) text += `; better than ${tests.length - ties.length} of ${tests.length} (Holm)`;
+    if (untested) text += `; ${untested} untested (fewer than 2 shared seeds)`;
     return `<tr><th>${a.title}</th><td>${text}</td></tr>`;
   });
   box.querySelector('.answer').innerHTML = lines.join('');
@@ -80,6 +88,7 @@ def selector_data(summary: pd.DataFrame, rows: pd.DataFrame) -> dict | None:
     """What the budget script needs: each cell's NFE, ms/image and means, and per axis whether each pair
     of cells differs significantly (paired by seed; None where no test is possible)."""
     cells = cells_of(summary, "ms_per_image", "ms_per_image")
+    check_one_timing_run(cells)
     if cells.empty:
         return None
     records = cells.to_dict("records")
@@ -94,8 +103,9 @@ def selector_data(summary: pd.DataFrame, rows: pd.DataFrame) -> dict | None:
         if f"{metric}_mean" not in cells:
             continue
         seeds = [per_seed(rows, line, metric) for line in records]
-        sig = [[paired_difference(a, b).significant for b in seeds] for a in seeds]
-        data["axes"].append({"metric": metric, "higher": higher, "sig": sig,
+        tests = [[paired_difference(a, b) for b in seeds] for a in seeds]
+        p = [[t.p_value if t.significant is not None else None for t in row] for row in tests]
+        data["axes"].append({"metric": metric, "higher": higher, "p": p,
                              "title": f"best {METRICS[metric][0]} ({'higher' if higher else 'lower'})"})
     return data
 

@@ -19,7 +19,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .front import cells_of, pareto_mask, staircase
 from .labels import Label, place_labels
-from .setting import REAL
+from .setting import REAL, check_one_timing_run
 from .tables import is_matched
 
 MARKERS = "osD^vP*Xh<>p"
@@ -244,6 +244,7 @@ def _save(fig: plt.Figure, out: Path, name: str) -> Path:
 
 def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path) -> dict[str, Path]:
     """The four trade-off plots of one setting (model cells and real-data lines); {plot name: PNG path}."""
+    check_one_timing_run(summary)  # the ms axes below hold one timing run's cells only
     out.mkdir(parents=True, exist_ok=True)
     extractor = summary.attrs.get("extractor", "")
     fid_label = f"FID ({extractor} features)" if extractor else "FID"

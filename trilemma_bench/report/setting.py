@@ -23,9 +23,12 @@ UNKNOWN = "unknown"
 QUALITY = ["dataset", "preset", "num_samples", "feature_extractor", "reference_split"]
 TIMING = ["device", "device_name", "threads", "dtype", "compiled"]
 # Speed switches newer tables record; part of the setting where the table has them.
-OPTIONAL_TIMING = ["channels_last", "cuda_graphs", "world_size"]
+# The timing run (bench/timing_run.py) too: cells timed in different processes or on different days are never
+# drawn on one ms axis, whatever their device and threads say.
+OPTIONAL_TIMING = ["channels_last", "cuda_graphs", "world_size", "timing_run"]
 # ... and what rows written before a switch existed ran with (a missing value there means the default).
-OPTIONAL_DEFAULTS = {"channels_last": "False", "cuda_graphs": "False", "world_size": "1"}
+OPTIONAL_DEFAULTS = {"channels_last": "False", "cuda_graphs": "False", "world_size": "1",
+                     "timing_run": "not recorded"}
 REAL = "real"  # the method name of real-data rows
 # Rows of one model are the same model when they share these and the checkpoint.
 CHECKPOINT_SCOPE = ["dataset", "preset", "device", "device_name", "model"]
@@ -76,6 +79,21 @@ def current_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return rows[keep].reset_index(drop=True), int((~keep).sum())
 
 
+class MixedTimingRuns(ValueError):
+    """Cells of several timing runs were asked to be ranked on one time axis."""
+
+
+def check_one_timing_run(cells: pd.DataFrame) -> None:
+    """Refuse cells of more than one timing run: their ms/image were measured under different conditions (another
+    process, another day, other neighbours), so ranking them against each other would rank the days."""
+    if "timing_run" not in cells:
+        return
+    runs = sorted({_text(r) for r in cells.loc[cells["method"] != REAL, "timing_run"]})
+    if len(runs) > 1:
+        raise MixedTimingRuns(f"cells of {len(runs)} timing runs ({', '.join(runs)}) cannot be ranked on one ms axis: "
+                              "re-time them together with `trilemma-bench retime`")
+
+
 def real_rows_for(real: pd.DataFrame, key: dict[str, str]) -> pd.DataFrame:
     """The real-data rows of a setting's quality scope, one per (sampler, seed): the newest, wherever timed."""
     if real.empty:
@@ -104,6 +122,8 @@ def setting_label(key: dict[str, str], sep: str = " · ") -> str:
     scope = [key["dataset"], f"preset {key['preset']}", f"n={key['num_samples']}",
              f"{key['feature_extractor']} features vs {key['reference_split']} split"]
     timing = [f"{device} ({key['device']}, {threads})", key["dtype"], *flags]
+    if key.get("timing_run", "not recorded") != "not recorded":
+        timing.append(f"timing run {key['timing_run']}")
     return " · ".join(scope) + sep + " · ".join(timing)
 
 

@@ -89,3 +89,27 @@ def paired_difference(a: Mapping, b: Mapping, level: float = LEVEL) -> Paired:
     t = mean / (sd / math.sqrt(len(d)))
     p = float(2 * stats.t.sf(abs(t), len(d) - 1))
     return Paired(mean, t_half_width(sd, len(d), level), len(d), p, seeds)
+
+
+ALPHA = 1 - LEVEL  # the family-wise error rate Holm's procedure holds
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979): sort the m finite p ascending, p_(i) -> max over j <= i of
+    min(1, (m - j + 1) p_(j)); NaN stays NaN and does not count as a test. A hypothesis is rejected at family-wise
+    error ALPHA when its adjusted p is below ALPHA: the family's chance of any false "significant" is at most ALPHA."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
+def significant_after(adjusted_p: float) -> bool | None:
+    """The verdict of one test after correction: None when it could not be made (fewer than two seeds)."""
+    return None if not math.isfinite(adjusted_p) else bool(adjusted_p < ALPHA)

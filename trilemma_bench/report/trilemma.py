@@ -3,8 +3,9 @@ diversity (coverage, recall), and which others are tied with it.
 
 The best cell is the one with the best mean over seeds among those within the budget (the budget applies
 to the cell's NFE as counted, or to its mean ms/image). Another cell is *tied* with it when their paired
-per-seed difference is not significant (95% t interval holds 0); with fewer than two shared seeds no test
-is possible, and the answer says so instead of naming a single winner.
+per-seed difference is not significant after Holm's correction over the answer's tests (every other cell
+within the budget against the best: one family per budget and axis); with fewer than two shared seeds no test
+is possible, and the answer counts those apart.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .front import cell_label, cells_of, pareto_mask, per_seed
-from .stats import paired_difference
+from .setting import check_one_timing_run
+from .stats import holm, paired_difference, significant_after
 from .tables import METRICS, fmt
 
 AXES = [("fid", False), ("coverage", True), ("recall", True)]  # (metric, higher is better)
@@ -24,22 +26,31 @@ NFE_BUDGETS = (1, 2, 4, 10, 20, 50, 100, 1000)
 BUDGETS = {"nfe": "NFE", "ms_per_image": "ms/image"}
 
 
+SHOWN_TIES = 3  # a tie list names the few cells nearest the best, then counts the rest
+
+
 @dataclass
 class Best:
-    """The best cell on one axis within a budget, and the cells it cannot be told apart from."""
+    """The best cell on one axis within a budget, and the cells it cannot be told apart from: paired by seed, each
+    other cell's test against the best, Holm-corrected over the ``n_tests`` tests of this one answer."""
 
     cell: str
     mean: float
     half: float
-    ties: list[str] = field(default_factory=list)  # not significantly different from the best
+    ties: list[str] = field(default_factory=list)  # not significantly different from the best, nearest first
     untested: list[str] = field(default_factory=list)  # fewer than two shared seeds
+    n_tests: int = 0
+    beaten: int = 0  # cells significantly worse than the best after correction
 
     def text(self, pattern: str) -> str:
         out = f"{self.cell} ({fmt(self.mean, self.half, pattern)})"
         if self.ties:
-            out += " tied with " + ", ".join(self.ties)
+            shown = ", ".join(self.ties[:SHOWN_TIES]) + (", …" if len(self.ties) > SHOWN_TIES else "")
+            out += f"; tied with {len(self.ties)} ({shown})"
+        if self.n_tests:
+            out += f"; better than {self.beaten} of {self.n_tests} (Holm)"
         if self.untested:
-            out += "; untested against " + ", ".join(self.untested) + " (fewer than 2 shared seeds)"
+            out += f"; {len(self.untested)} untested (fewer than 2 shared seeds)"
         return out
 
 
@@ -51,8 +62,10 @@ def _budget_values(cells: pd.DataFrame, budget_col: str) -> np.ndarray:
 def best_within(summary: pd.DataFrame, rows: pd.DataFrame, budget_col: str, budget: float, metric: str,
                 higher: bool) -> Best | None:
     """The best cell on ``metric`` among those whose NFE (``budget_col="nfe"``) or mean ms/image is at most
-    ``budget``; None when no cell fits or none has the metric."""
+    ``budget``; None when no cell fits or none has the metric. Ties: Holm over this answer's tests."""
     cells = cells_of(summary, "ms_per_image" if budget_col != "nfe" else metric, metric)
+    if budget_col != "nfe":
+        check_one_timing_run(cells)
     if cells.empty:
         return None
     cells = cells[_budget_values(cells, budget_col) <= budget * (1 + 1e-9)].reset_index(drop=True)
@@ -63,14 +76,18 @@ def best_within(summary: pd.DataFrame, rows: pd.DataFrame, budget_col: str, budg
     best = cells.iloc[b]
     out = Best(cell_label(best), float(means[b]), float(best[f"{metric}_ci95"]))
     mine = per_seed(rows, best, metric)
-    for i, line in cells.iterrows():
-        if i == b:
-            continue
-        test = paired_difference(per_seed(rows, line, metric), mine)
-        if test.significant is None:
-            out.untested.append(cell_label(line))
-        elif not test.significant:
-            out.ties.append(cell_label(line))
+    others = [i for i in np.argsort(np.abs(means - means[b]), kind="stable") if i != b]  # nearest first
+    tests = [paired_difference(per_seed(rows, cells.iloc[i], metric), mine) for i in others]
+    adjusted = holm([t.p_value if t.significant is not None else math.nan for t in tests])
+    for i, p in zip(others, adjusted):
+        verdict = significant_after(p)
+        if verdict is None:
+            out.untested.append(cell_label(cells.iloc[i]))
+        elif verdict:
+            out.beaten += 1
+        else:
+            out.ties.append(cell_label(cells.iloc[i]))
+    out.n_tests = int(np.isfinite(adjusted).sum())
     return out
 
 
@@ -127,6 +144,7 @@ def fronts(summary: pd.DataFrame) -> list[str]:
     lines = []
     for metric, higher in AXES:
         cells = cells_of(summary, "ms_per_image", metric)
+        check_one_timing_run(cells)
         if cells.empty:
             continue
         x, y = cells["ms_per_image_mean"].to_numpy(float), cells[f"{metric}_mean"].to_numpy(float)
