@@ -26,7 +26,6 @@ from ..noise import ImageNoise, initial_noise
 from ..report_utils import log
 from .config import BenchConfig, config_from_args, dry_run, sample_shape
 from .harness import load_models
-from .provenance import checkpoint_id
 from .results import KEY, read_results, set_columns
 from .timing import _sync, device_name, precision
 from .timing_run import TimingRun
@@ -141,7 +140,7 @@ def retime(results_dir: Path | str, preset: str, *, methods: list[str] | None = 
             z, wall, cpu = _clocked(job.sample, dev)
             job.sampler_ms.append(wall)
             if job.decode is not None:
-                _, d_wall, d_cpu = _clocked(lambda: job.decode(z), dev)
+                _, d_wall, d_cpu = _clocked(lambda job=job, z=z: job.decode(z), dev)
                 job.decoder_ms.append(d_wall)
                 wall, cpu = wall + d_wall, cpu + d_cpu
             job.cpu_ms.append(cpu)
