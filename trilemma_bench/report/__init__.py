@@ -20,15 +20,17 @@ import pandas as pd
 
 from ..bench.results import read_results, results_path
 from ..report_utils import log
+from .answer import ANSWER_NOTE, answer_table, headline
 from .curves import curve_table, plot_curves, read_curves
 from .front import comparison_table, front_comparisons
-from .html import Section, selector_data, write_index
+from .html import Section, lead_html, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
 from .plots import plot_setting
 from .schedules import plot_schedules, read_schedules, schedule_summary
 from .setting import REAL, current_rows, normalize, real_rows_for, setting_label, setting_slug
 from .tables import METRICS, display_table, markdown, summarize
 from .trilemma import budget_table, fronts
+from .trilemma_plot import trilemma_figure
 
 __all__ = ["load_sections", "make_report", "read_rows"]
 
@@ -153,7 +155,19 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
     results_dir, out = Path(results_dir), Path(out_dir)
     sections_data, notes = load_sections(results_dir, reference)
     out.mkdir(parents=True, exist_ok=True)
-    md = ["# trilemma-bench report", "", *[f"{n}  " for n in notes], ""]
+    md = ["# trilemma-bench report", ""]
+    lead = ""
+    top = headline(sections_data)
+    if top is not None:  # the answer first: the headline setting's best cells per budget, and the trilemma figure
+        key, rows, summary = sections_data[top]
+        title = f"Which method at my budget? {setting_label(key)}"
+        answer = answer_table(summary, rows)
+        png = trilemma_figure(summary, setting_label(key, sep="\n"), out / "plots" / "trilemma.png")
+        figure = str(png.relative_to(out)) if png else None
+        lead = lead_html(title, answer, ANSWER_NOTE, figure)
+        md += [f"## {title}", "", markdown(answer, left=5), "", ANSWER_NOTE, ""]
+        md += [f"![trilemma]({figure})", ""] if figure else []
+    md += [*[f"{n}  " for n in notes], ""]
     sections, summaries = [], []
     for key, rows, summary in sections_data:
         title, slug = setting_label(key), setting_slug(key)
@@ -194,6 +208,6 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
         md += [f"![{name}]({p})" for name, p in pngs.items()] + [""]
     pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    index = write_index(out, sections, notes)
+    index = write_index(out, sections, notes, lead)
     log(f"report of {sum(len(s[1]) for s in sections_data)} rows in {len(sections)} sections -> {index}")
     return index

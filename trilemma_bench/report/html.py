@@ -24,6 +24,8 @@ table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td:nth-child(-n+2) { text-align: left; }
 img.plot { max-width: 48%; margin: 0.5%; border: 1px solid #eee; }
+img.trilemma { max-width: 100%; border: 1px solid #eee; }
+table.answer-table td { text-align: left; } table.answer-table { font-size: 14px; }
 .grids td { text-align: center; vertical-align: top; } .grids img { width: 180px; image-rendering: pixelated; }
 .note { color: #555; font-size: 13px; margin: 0.3em 0; }
 .budget input { width: 7em; } .budget { background: #f7f7fb; padding: 0.6em 1em; border: 1px solid #dde; }
@@ -138,11 +140,22 @@ def _grid_table(grids: dict[str, dict[int, str]]) -> str:
     return f'<h3>Samples (first seed)</h3><table class="grids"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
 
 
-def write_index(out: Path, sections: list[Section], header_notes: list[str]) -> Path:
+def lead_html(title: str, table: pd.DataFrame, note: str, figure: str | None) -> str:
+    """The answer at the top of the page: the budget table, then the trilemma figure."""
+    parts = [f"<h2>{html.escape(title)}</h2>", table.to_html(index=False, border=0, escape=True, classes="answer-table"),
+             f"<p class='note'>{html.escape(note)}</p>"]
+    if figure:
+        parts.append(f'<a href="{html.escape(figure)}"><img class="trilemma" src="{html.escape(figure)}" '
+                     'alt="quality vs diversity, colour = ms/image"></a>')
+    return "\n".join(parts)
+
+
+def write_index(out: Path, sections: list[Section], header_notes: list[str], lead: str = "") -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>trilemma-bench report</title>",
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
         "<h1>trilemma-bench: speed, quality and diversity</h1>",
+        lead,
     ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in header_notes]
     for s in sections:

@@ -27,12 +27,36 @@ DPI = 130
 LEGEND_TITLE = "mean ± 95% t interval over seeds"
 
 
+# One hue per method family (the model it samples from), one shade per sampler within it: a reader sees the families
+# first, then which sampler; no two series share a colour.
+FAMILY_MAPS = {"ddpm": "Blues", "vdm": "Greens", "ddgan": "Reds", "ldm": "Purples", "other": "Greys"}
+FAMILY_NAMES = {"ddpm": "DDPM network (DDIM, DDPM, DPM-Solver++, Heun)", "vdm": "VDM", "ddgan": "DDGAN",
+                "ldm": "latent diffusion", "other": "other"}
+_DDPM_SAMPLERS = ("ddim", "ddpm", "dpmpp", "heun")
+
+
+def family_of(method: str) -> str:
+    """The family of a method by its registered name (your rows' ' (yours)' suffix aside)."""
+    base = method.removesuffix(" (yours)")
+    for family in ("ldm", "vdm", "ddgan"):
+        if base.startswith(family):
+            return family
+    return "ddpm" if base.startswith(_DDPM_SAMPLERS) else "other"
+
+
 def method_styles(methods: list[str]) -> dict[str, dict]:
-    """Colour and marker per method, fixed by sorted name so a method looks the same on every plot. Past ten
-    methods tab10's colours would repeat (only the marker would tell two methods apart): tab20 then."""
-    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
-    return {m: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)]}
-            for i, m in enumerate(sorted(methods))}
+    """Colour and marker per method, fixed by sorted name so a method looks the same on every plot: the family's
+    hue, shades spread from mid to dark (light shades vanish on white), markers distinct within the family."""
+    styles: dict[str, dict] = {}
+    by_family: dict[str, list[str]] = {}
+    for m in sorted(methods):
+        by_family.setdefault(family_of(m), []).append(m)
+    for family, members in by_family.items():
+        cmap = plt.get_cmap(FAMILY_MAPS[family])
+        shades = np.linspace(0.5, 0.95, len(members)) if len(members) > 1 else [0.8]
+        for i, m in enumerate(members):
+            styles[m] = {"color": cmap(shades[i]), "marker": MARKERS[i % len(MARKERS)]}
+    return styles
 
 
 def seeds_text(n_seeds) -> str:
@@ -85,8 +109,10 @@ def _draw_real(ax: plt.Axes, lines: list[dict], col: str, word: str) -> None:
         ax.axhline(mean, color="black", ls="--", lw=1, zorder=1, label=_real_text(line, word))
         if math.isfinite(half) and half > 0:
             lo = max(mean - half, 0.0)  # every metric drawn (FID, recall, coverage) is >= 0
-            if lo <= 0 and ax.get_yscale() == "log":
-                lo = ax.get_ylim()[0]  # the band reaches below what a log axis shows
+            if ax.get_yscale() == "log":
+                # A band reaching 0 would fill the log axis below the floor: clipped at a quarter of the mean,
+                # which the legend says.
+                lo = max(lo, mean / 4)
             ax.axhspan(lo, mean + half, color="black", alpha=0.08, lw=0, zorder=0)
 
 
