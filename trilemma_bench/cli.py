@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-ms", type=float, default=None,
                    help="print the best cell on quality and diversity within this ms/image (no report written)")
 
+    p = sub.add_parser("readme", help="maintainers: regenerate the README's (and docs/results.md's) numbers from "
+                                      "results/results.csv, or --check that they are current")
+    p.add_argument("--check", action="store_true", help="write nothing; fail when a generated block is stale")
+
     p = sub.add_parser("features", help="feature extractors")
     fsub = p.add_subparsers(dest="features_command", required=True)
     f = fsub.add_parser("train", help="train and cache the domain classifier of a dataset")
@@ -404,6 +408,19 @@ def cmd_retime(args: argparse.Namespace) -> None:
     log(f"re-timed {done} rows in timing run {run.id}; `trilemma-bench report` draws them on one ms axis")
 
 
+def cmd_readme(args: argparse.Namespace) -> None:
+    from .report.readme import stale_blocks, write_blocks
+
+    if args.check:
+        stale = stale_blocks()
+        if stale:
+            raise ValueError(f"generated numbers out of date in {', '.join(stale)}: run `trilemma-bench readme`")
+        print("generated blocks are current")
+        return
+    changed = write_blocks()
+    print(f"rewrote {', '.join(changed)}" if changed else "generated blocks were current")
+
+
 def cmd_features(args: argparse.Namespace) -> None:
     from .metrics.features import train_and_cache
     from .report_utils import log
@@ -422,7 +439,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "diagnose": cmd_diagnose, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
-            "retime": cmd_retime,
+            "retime": cmd_retime, "readme": cmd_readme,
             "features": cmd_features, "methods": cmd_methods}
 
 

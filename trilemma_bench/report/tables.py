@@ -52,7 +52,7 @@ def summarize(rows: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
     seeds = rows.groupby(group, dropna=False)["seed"]
     out["n_seeds"] = seeds.nunique()
     out["seeds"] = seeds.agg(_seeds)
-    for extra in ("real_n", "matched_n"):
+    for extra in ("real_n", "matched_n", "bpd_sem"):
         if extra in rows:
             out[extra] = rows.groupby(group, dropna=False)[extra].first()
     for m in present:
@@ -75,6 +75,8 @@ def fmt(mean: float, half: float, pattern: str) -> str:
     decimal place), or the mean alone in ``pattern`` when there is no interval."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
+    if math.isfinite(mean) and abs(mean) < 1e-12:  # rounding noise of a zero (3.4e-16) prints as 0
+        mean = 0.0
     if half is None or not math.isfinite(half):
         return pattern.format(mean)
     if half == 0:
@@ -82,6 +84,16 @@ def fmt(mean: float, half: float, pattern: str) -> str:
     decimals = max(0, 1 - math.floor(math.log10(abs(half))))
     text = f"{mean:.{decimals}f}"
     return f"{text.lstrip('-') if float(text) == 0 else text} ± {half:.{decimals}f}"
+
+
+def bpd_text(line) -> str:
+    """Bits/dim with the standard error over its test images (the seeds share one figure: '± 0' would mislead)."""
+    mean, sem = line.get("bpd_mean", math.nan), line.get("bpd_sem", math.nan)
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if sem is None or not isinstance(sem, (int, float)) or not math.isfinite(sem) or sem <= 0:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} (s.e. {sem:.3f})"
 
 
 def is_matched(line) -> bool:
@@ -112,6 +124,9 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
                       "seeds": seeds}
         for metric, (title, pattern, _) in METRICS.items():
             if metric in HIDDEN or f"{metric}_mean" not in summary or summary[f"{metric}_mean"].isna().all():
+                continue
+            if metric == "bpd":  # a property of the checkpoint, the same in every seed's row: its own standard error
+                record[title] = bpd_text(line)
                 continue
             record[title] = fmt(line[f"{metric}_mean"], line[f"{metric}_ci95"], pattern)
         records.append(record)

@@ -21,6 +21,7 @@ from matplotlib.colors import LogNorm
 from .front import cells_of
 from .plots import DPI, FAMILY_NAMES, MARKERS, _plain_log_ticks, family_of
 from .setting import REAL, check_one_timing_run
+from .tables import is_matched
 
 
 def trilemma_figure(summary: pd.DataFrame, title: str, out: Path) -> Path | None:
@@ -37,7 +38,7 @@ def trilemma_figure(summary: pd.DataFrame, title: str, out: Path) -> Path | None
     ms = cells["ms_per_image_mean"].to_numpy(float)
     norm = LogNorm(vmin=ms.min(), vmax=max(ms.max(), ms.min() * 1.01))
     cov, fid = cells["coverage_mean"].to_numpy(float), cells["fid_mean"].to_numpy(float)
-    real = summary[(summary["method"] == REAL) & summary.get("fid_mean", pd.Series(dtype=float)).notna()]
+    real = [line for line in summary[summary["method"] == REAL].to_dict("records") if is_matched(line)]
     for ax, family in zip(axes.flat, families):
         mine = np.array([family_of(m) == family for m in cells["method"]])
         ax.scatter(cov[~mine], fid[~mine], s=14, color="0.85", zorder=1, label="other families")
@@ -46,8 +47,8 @@ def trilemma_figure(summary: pd.DataFrame, title: str, out: Path) -> Path | None
             sc = ax.scatter(part["coverage_mean"], part["fid_mean"], c=part["ms_per_image_mean"], cmap="viridis",
                             norm=norm, marker=MARKERS[i % len(MARKERS)], s=46, edgecolors="black", linewidths=0.5,
                             zorder=3, label=method)
-        if len(real):  # the floor: what real images score at this sample size
-            line = real.iloc[0]
+        if real:  # the floor: what real images score at this sample size
+            line = real[0]
             ax.scatter([line["coverage_mean"]], [line["fid_mean"]], marker="*", s=120, color="gold",
                        edgecolors="black", linewidths=0.6, zorder=4, label="real data (floor)")
         ax.set_title(FAMILY_NAMES[family], fontsize=9)
