@@ -32,7 +32,7 @@ def test_a_hand_edited_number_fails_the_check(tmp_path: Path, monkeypatch: pytes
     root = _copy(tmp_path)
     readme = root / "README.md"
     text = readme.read_text()
-    block = re.search(r"<!-- generated:answer begin.*?<!-- generated:answer end -->", text, re.S).group(0)
+    block = re.search(r"<!-- generated:answer begin.*?<!-- generated:answer end -->", text, re.DOTALL).group(0)
     number = re.search(r"\d+\.\d+", block).group(0)
     edited = block.replace(number, str(round(float(number) + 0.1, 6)), 1)
     readme.write_text(text.replace(block, edited))

@@ -67,8 +67,8 @@ def answer_block(results_dir: Path = REFERENCE_DIR) -> str:
     return "\n".join([
         f"Which method at my budget, on {scope} (mean ± 95% t interval over seeds; one training run per model):",
         "", markdown(table, left=5), "",
-        "'tied: k' = k other cells not significantly different (paired by seed, Holm-corrected); 'given up' = the "
-        "gap to the best cell at any budget.", _timing_sentence(key, rows), _floor_sentence(rows, summary),
+        ("'tied: k' = k other cells not significantly different (paired by seed, Holm-corrected); 'given up' = the "
+         "gap to the best cell at any budget."), _timing_sentence(key, rows), _floor_sentence(rows, summary),
     ]).rstrip() + "\n"
 
 
@@ -89,7 +89,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
 
 
 def _pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- generated:{name} begin[^>]*-->\n)(.*?)(<!-- generated:{name} end -->)", re.S)
+    return re.compile(rf"(<!-- generated:{name} begin[^>]*-->\n)(.*?)(<!-- generated:{name} end -->)", re.DOTALL)
 
 
 def render(root: Path, results_dir: Path) -> dict[Path, tuple[str, str]]:
