@@ -71,3 +71,16 @@ def test_one_hue_per_family_and_no_colour_shared() -> None:
     blue = [styles[m]["color"] for m in ("ddim", "ddpm-fixedsmall", "dpmpp-2m", "heun")]
     assert all(c[2] > c[0] for c in blue)  # the DDPM family in blues
     assert styles["ldm-f4-ddim"]["color"][0] > styles["ldm-f4-ddim"]["color"][1]  # purples: red over green
+
+
+def test_past_eight_methods_the_plots_split_into_family_panels() -> None:
+    from trilemma_bench.report.plots import MAX_SERIES, series_groups
+
+    few = ["ddim", "vdm", "ddgan"]
+    assert series_groups(few) == [sorted(few)]
+    many = ["ddim", "ddpm-fixedsmall", "ddpm-fixedlarge", "dpmpp-2m", "dpmpp-3m-logsnr", "heun", "vdm", "ddgan",
+            "ldm-f4-ddim", "ldm-f2-ddim"]
+    groups = series_groups(many)
+    assert sorted(m for g in groups for m in g) == sorted(many) and all(len(g) <= MAX_SERIES for g in groups)
+    assert {family_of(m) for m in groups[0]} == {"ddpm"}  # the largest family alone
+    assert len(groups) == 2

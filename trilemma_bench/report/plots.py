@@ -59,6 +59,36 @@ def method_styles(methods: list[str]) -> dict[str, dict]:
     return styles
 
 
+MAX_SERIES = 8  # methods per axes; past it, one panel per family (small multiples sharing both axes)
+
+
+def series_groups(methods: list[str]) -> list[list[str]]:
+    """The methods of each panel: all in one up to MAX_SERIES; else the largest family alone (split if it is over
+    MAX_SERIES) and the other families packed together in order, no panel over MAX_SERIES."""
+    methods = sorted(methods)
+    if len(methods) <= MAX_SERIES:
+        return [methods]
+    by_family: dict[str, list[str]] = {}
+    for m in methods:
+        by_family.setdefault(family_of(m), []).append(m)
+    order = sorted(by_family, key=lambda f: (-len(by_family[f]), list(FAMILY_MAPS).index(f)))
+    first = by_family[order[0]]
+    groups = [first[i:i + MAX_SERIES] for i in range(0, len(first), MAX_SERIES)]
+    rest: list[list[str]] = []
+    for family in order[1:]:
+        members = by_family[family]
+        if rest and len(rest[-1]) + len(members) <= MAX_SERIES:
+            rest[-1] += members
+        else:
+            rest += [members[i:i + MAX_SERIES] for i in range(0, len(members), MAX_SERIES)]
+    return groups + rest
+
+
+def _panel_title(group: list[str]) -> str:
+    families = list(dict.fromkeys(family_of(m) for m in group))
+    return " + ".join(FAMILY_NAMES[f].split(" (")[0] for f in families)
+
+
 def seeds_text(n_seeds) -> str:
     """'3 seeds', '1 seed', or '2–3 seeds' when a method's points average different numbers."""
     lo, hi = int(min(n_seeds)), int(max(n_seeds))
@@ -144,8 +174,9 @@ def _band(lines: list[dict], col: str) -> list[float]:
 
 
 def _trade_off(ax: plt.Axes, cells: pd.DataFrame, xcol: str, ycol: str, styles: dict, *, min_x: bool,
-               min_y: bool, label_nfe: bool) -> list[Label]:
-    """Each method's points and bars, the front; returns the NFE labels to place once the layout is final."""
+               min_y: bool, label_nfe: bool, front_of: pd.DataFrame | None = None) -> list[Label]:
+    """Each method's points and bars, the front (of ``front_of``: every cell of the setting, where a panel shows
+    some); returns the NFE labels to place once the layout is final."""
     labels = []
     for method, part in cells.groupby("method", sort=True):
         part = part.sort_values("nfe")
@@ -155,34 +186,52 @@ def _trade_off(ax: plt.Axes, cells: pd.DataFrame, xcol: str, ycol: str, styles: 
         if label_nfe:
             color = styles[method]["color"]
             labels += [Label(xi, yi, str(int(n)), color) for xi, yi, n in zip(x, y, part["nfe"])]
-    _draw_front(ax, _mean(cells, xcol), _mean(cells, ycol), min_x=min_x, min_y=min_y)
+    whole = cells if front_of is None else front_of
+    _draw_front(ax, _mean(whole, xcol), _mean(whole, ycol), min_x=min_x, min_y=min_y)
     return labels
 
 
 def _log_range(ax: plt.Axes, cells: pd.DataFrame, col: str, extra: list[float]) -> None:
-    """Log scale where the values span more than a decade, with limits over points, bars and floor."""
+    """Log scale where the values span more than a decade, with limits over points, bars and floor. A lower bar
+    reaching near 0 (an interval wider than its mean) would stretch a log axis over decades of nothing: the lower
+    limit stops at a third of the smallest mean or floor, and such a bar runs off the axes."""
     mean, half = _mean(cells, col), _ci(cells, col)
-    values = np.concatenate([mean, mean - half if half is not None else [], mean + half if half is not None else [],
-                             extra])
+    centres = np.concatenate([mean, extra])
+    centres = centres[np.isfinite(centres) & (centres > 0)]
+    values = np.concatenate([centres, mean + half if half is not None else []])
     values = values[np.isfinite(values) & (values > 0)]
     if len(values) and values.max() / values.min() > 10:
         ax.set_yscale("log")
-        ax.set_ylim(values.min() / 1.3, values.max() * 1.3)
+        lows = np.concatenate([mean - half if half is not None else mean, extra])
+        lows = lows[np.isfinite(lows) & (lows > 0)]
+        bottom = max(lows.min() if len(lows) else centres.min(), centres.min() / 3)
+        ax.set_ylim(bottom / 1.3, values.max() * 1.3)
+
+
+NFE_TICKS = (1, 2, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 def _plain_log_ticks(axis, values=None) -> None:
-    """Log-axis ticks as plain numbers (0.2, 5, 100); at ``values`` where given (the NFEs measured)."""
+    """Log-axis ticks as plain numbers (0.2, 5, 100); where ``values`` (the NFEs measured) are given, at the round
+    NFEs of their range, so that neighbours (9, 10, 11) never print over each other."""
     if values is not None:
-        axis.set_major_locator(FixedLocator(sorted(set(values))))
+        values = [v for v in values if math.isfinite(v) and v > 0]
+        lo, hi = (min(values), max(values)) if values else (1, 1000)
+        ticks = [t for t in NFE_TICKS if lo <= t <= hi] or sorted(set(values))
+        axis.set_major_locator(FixedLocator(ticks))
         axis.set_minor_locator(NullLocator())
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
-def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], legend_from: plt.Axes) -> int:
-    """One legend under the axes (it never hides a point), the layout, then the NFE labels placed;
-    returns how many labels found no free place."""
-    handles, texts = legend_from.get_legend_handles_labels()
+def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], legend_from: plt.Axes | list) -> int:
+    """One legend under the axes (it never hides a point; the entries of every panel once), the layout, then the
+    NFE labels placed; returns how many labels found no free place."""
+    found: dict[str, object] = {}
+    for ax in legend_from if isinstance(legend_from, list) else [legend_from]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(text, handle)
+    handles, texts = list(found.values()), list(found)
     legend = fig.legend(handles, texts, loc="lower center", ncol=2, fontsize=7, title=LEGEND_TITLE,
                         title_fontsize=7, frameon=False)
     # The figure grows by the legend's height, so that twenty methods do not squash the axes that one leaves.
@@ -197,28 +246,41 @@ def finish(fig: plt.Figure, label_sets: list[tuple[plt.Axes, list[Label]]], lege
 
 
 def quality_figure(summary: pd.DataFrame, xcol: str, title: str, fid_label: str) -> plt.Figure:
-    """FID against NFE (``xcol="nfe"``) or ms/image, with the floor."""
+    """FID against NFE (``xcol="nfe"``) or ms/image, with the floor; one panel per group of series_groups."""
     cells, real = cells_of(summary, xcol, "fid"), summary[summary["method"] == REAL]
-    styles = method_styles(list(summary.loc[summary["method"] != REAL, "method"].unique()))
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=DPI)
+    modelled = summary[summary["method"] != REAL]
+    styles = method_styles(list(modelled["method"].unique()))
+    groups = series_groups(list(cells["method"].unique())) or [[]]
+    ncols = min(2, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.6 * nrows), dpi=DPI, sharex=True, sharey=True,
+                             squeeze=False)
     by_ms = xcol != "nfe"
-    labels = _trade_off(ax, cells, xcol, "fid", styles, min_x=True, min_y=True, label_nfe=by_ms)
-    ax.set_xscale("log")
-    floors, modelled = matched_real(real, "fid"), summary[summary["method"] != REAL]
-    # The limits take in the ceilings too: a ceiling under the lowest point would leave the axes unseen.
-    _log_range(ax, cells, "fid", _band(floors, "fid") + _ceiling_values(modelled))
-    _draw_real(ax, floors, "fid", "floor")
-    _draw_ceilings(ax, modelled, styles)
+    floors = matched_real(real, "fid")
     xlabel = ("sampling time per image (ms, log scale; labels: NFE)" if by_ms
               else "network evaluations per sample (NFE, log scale)")
     heading = "Quality vs speed" if by_ms else "Quality vs NFE"
-    ax.set(xlabel=xlabel, ylabel=f"{fid_label}, lower is better")
-    ax.set_title(f"{heading}\n{title}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    _plain_log_ticks(ax.xaxis, None if by_ms else cells["nfe"].astype(float))
-    if ax.get_yscale() == "log":
-        _plain_log_ticks(ax.yaxis)
-    fig.left_out = finish(fig, [(ax, labels)], ax)
+    sets = []
+    for ax, group in zip(axes.flat, groups):
+        mine = cells[cells["method"].isin(group)]
+        sets.append((ax, _trade_off(ax, mine, xcol, "fid", styles, min_x=True, min_y=True, label_nfe=by_ms,
+                                    front_of=cells)))
+        ax.set_xscale("log")
+        # The limits take in the ceilings too: a ceiling under the lowest point would leave the axes unseen.
+        _log_range(ax, cells, "fid", _band(floors, "fid") + _ceiling_values(modelled))
+        _draw_real(ax, floors, "fid", "floor")
+        _draw_ceilings(ax, modelled[modelled["method"].isin(group)], styles)
+        ax.set(xlabel=xlabel, ylabel=f"{fid_label}, lower is better")
+        ax.set_title(f"{heading}: {_panel_title(group)}" if len(groups) > 1 else f"{heading}\n{title}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        _plain_log_ticks(ax.xaxis, None if by_ms else cells["nfe"].astype(float))
+        if ax.get_yscale() == "log":
+            _plain_log_ticks(ax.yaxis)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    if len(groups) > 1:
+        fig.suptitle(title, fontsize=9)
+    fig.left_out = finish(fig, sets, [ax for ax, _ in sets])
     return fig
 
 

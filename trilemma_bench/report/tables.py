@@ -92,7 +92,8 @@ def bpd_text(line) -> str:
     if mean is None or not math.isfinite(mean):
         return "–"
     if sem is None or not isinstance(sem, (int, float)) or not math.isfinite(sem) or sem <= 0:
-        return f"{mean:.3f}"
+        half = line.get("bpd_ci95", math.nan)  # no standard error recorded: the seeds' interval, where they differ
+        return fmt(mean, half if isinstance(half, float) and half > 0 else math.nan, "{:.3f}")
     return f"{mean:.3f} (s.e. {sem:.3f})"
 
 
