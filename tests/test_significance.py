@@ -95,3 +95,20 @@ def test_the_report_never_ranks_cells_of_two_timing_runs_together(tmp_path: Path
     assert best_within(both, rows, "nfe", 20, "fid", higher=False).cell == "b@20"  # NFE does not depend on the day
     index = make_report(tmp_path, tmp_path / "report")
     assert index.read_text().count("timing run run-") >= 2  # one section per run, each naming its run
+
+
+def test_a_second_training_is_its_own_cell_and_its_difference_is_tested(tmp_path: Path) -> None:
+    from trilemma_bench.report.variance import variance_table
+
+    first, second = [3.0, 3.2, 3.1], [4.0, 4.3, 4.1]  # the second training worse on every sampling seed
+    _cells(tmp_path, {"ddim": (1.0, first)}, train_seed=0, checkpoint="ddpm-p-aaaaaaaaaa",
+           timestamp="2026-01-02T00:00:00+00:00")
+    _cells(tmp_path, {"ddim": (1.0, second)}, train_seed=1, checkpoint="ddpm-p-bbbbbbbbbb")  # older timestamp
+    (_, rows, summary), = load_sections(tmp_path)[0]
+    assert sorted(set(summary["method"])) == ["ddim", "ddim (training 1)"]  # neither supersedes the other
+    assert (summary["n_seeds"] == 3).all()  # never six 'seeds' of one cell
+    table, n_tests = variance_table(summary, rows)
+    line = table.iloc[0]
+    assert (line["method"], line["training"], line["NFE"]) == ("ddim", "training 1", 10) and n_tests == 2
+    assert line["fid: other − 0 (paired)"].startswith("1.03") and line["fid: trainings differ (Holm)"] == "yes"
+    assert line["coverage: trainings differ (Holm)"] == "no"  # the same coverage: no difference

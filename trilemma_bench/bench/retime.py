@@ -57,10 +57,11 @@ def _clocked(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, f
     return out, (time.perf_counter() - t0) * 1000.0, (time.process_time() - c0) * 1000.0
 
 
-def _jobs_of(method: str, rows: pd.DataFrame, preset: str, device: str) -> tuple[list[Job], list[str]]:
-    """The jobs of one method's rows, and the rows skipped (with why)."""
+def _jobs_of(method: str, train_seed: int, rows: pd.DataFrame, preset: str, device: str
+             ) -> tuple[list[Job], list[str]]:
+    """The jobs of one method's rows of one training run, and the rows skipped (with why)."""
     first = rows.iloc[0]
-    args = argparse.Namespace(method=method, preset=preset, dataset=first["dataset"], device=device,
+    args = argparse.Namespace(method=method, preset=preset, dataset=first["dataset"], device=device, train_seed=train_seed,
                               nfe=sorted({int(n) for n in rows["nfe_requested"].fillna(rows["nfe"])}),
                               seeds=sorted({int(s) for s in rows["seed"]}), num_samples=int(first["num_samples"]),
                               batch_size=int(first["batch_size"]), results=None, steps=None)
@@ -71,7 +72,8 @@ def _jobs_of(method: str, rows: pd.DataFrame, preset: str, device: str) -> tuple
         cfg = config_from_args(args)
     from ..train import has_weights
 
-    missing = [spec.tag for spec in {cfg.spec_for(n) for n in cfg.nfes} if not has_weights(spec, cfg.preset)]
+    missing = [spec.tag for spec in {cfg.spec_for(n) for n in cfg.nfes}
+               if not has_weights(spec, cfg.preset, seed=train_seed)]
     if missing:
         return [], [f"{method}: no weights here for {', '.join(missing)} (shipped or cached); run its bench first"]
     warmup = dry_run(cfg).warmup
@@ -124,8 +126,9 @@ def retime(results_dir: Path | str, preset: str, *, methods: list[str] | None = 
         raise ValueError(f"no {preset} rows on {device} in {results_dir} to re-time: run `trilemma-bench bench` first")
     jobs: list[Job] = []
     skipped: list[str] = []
-    for method, part in rows.groupby("method", sort=True):
-        mine, left = _jobs_of(str(method), part, preset, device)
+    seeds = pd.to_numeric(rows["train_seed"], errors="coerce").fillna(0).astype(int) if "train_seed" in rows else 0
+    for (method, train_seed), part in rows.assign(_ts=seeds).groupby(["method", "_ts"], sort=True):
+        mine, left = _jobs_of(str(method), int(train_seed), part.drop(columns="_ts"), preset, device)
         jobs += mine
         skipped += left
     if not jobs:

@@ -27,10 +27,11 @@ from .html import Section, lead_html, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
 from .plots import plot_setting
 from .schedules import plot_schedules, read_schedules, schedule_summary
-from .setting import REAL, current_rows, normalize, real_rows_for, setting_label, setting_slug
+from .setting import REAL, current_rows, label_trainings, normalize, real_rows_for, setting_label, setting_slug
 from .tables import METRICS, display_table, markdown, summarize
 from .trilemma import budget_table, fronts
 from .trilemma_plot import trilemma_figure
+from .variance import variance_table
 
 __all__ = ["load_sections", "make_report", "read_rows"]
 
@@ -84,6 +85,7 @@ def load_sections(results_dir: Path | str, reference: Path | str | None = None
     if rows.empty:
         raise ValueError(f"no results in {results_path(results_dir)}: run `trilemma-bench bench` first")
     rows, superseded = current_rows(rows)
+    rows = label_trainings(rows)
     rows, setting, missing = normalize(rows)
     notes = [*notes, INTERVALS]
     if superseded:
@@ -143,6 +145,13 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
                          "different from it (paired t test by seed, Holm-corrected over that answer's tests: each "
                          "other cell within the budget against the best), the nearest three named; 'better than k "
                          "of m' = significantly worse cells of the m tests.")]))
+    table, n_tests = variance_table(summary, rows)
+    if not table.empty:
+        out.append(("Training variance: the same method on another training run", table,
+                    [("Each model trained twice (train seeds 0 and k, same preset): per NFE both trainings' means ± 95% t "
+                      "interval over sampling seeds, and their paired difference (same sampling seeds); 'differ' "
+                      f"after Holm over the table's {n_tests} tests. A difference between methods smaller than "
+                      "their trainings' difference is not the methods'.")]))
     lines = fronts(summary)
     if lines:
         out.append(("Pareto fronts (mean over seeds, increasing time)", pd.DataFrame(), lines))

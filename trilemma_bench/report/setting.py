@@ -31,7 +31,8 @@ OPTIONAL_DEFAULTS = {"channels_last": "False", "cuda_graphs": "False", "world_si
                      "timing_run": "not recorded"}
 REAL = "real"  # the method name of real-data rows
 # Rows of one model are the same model when they share these and the checkpoint.
-CHECKPOINT_SCOPE = ["dataset", "preset", "device", "device_name", "model"]
+# A second training of a model (train_seed > 0) is another model, not a newer one: both are current.
+CHECKPOINT_SCOPE = ["dataset", "preset", "device", "device_name", "model", "train_seed"]
 
 
 def _text(value) -> str:
@@ -68,6 +69,8 @@ def current_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         return rows, 0
     group = [c for c in CHECKPOINT_SCOPE if c in rows]
     stamped = rows.assign(_t=pd.to_datetime(rows["timestamp"], utc=True, errors="coerce"))
+    if "train_seed" in stamped:
+        stamped["train_seed"] = pd.to_numeric(stamped["train_seed"], errors="coerce").fillna(0)
     newest = (
         stamped.sort_values("_t", kind="stable")
         .groupby(group, dropna=False)
@@ -92,6 +95,25 @@ def check_one_timing_run(cells: pd.DataFrame) -> None:
     if len(runs) > 1:
         raise MixedTimingRuns(f"cells of {len(runs)} timing runs ({', '.join(runs)}) cannot be ranked on one ms axis: "
                               "re-time them together with `trilemma-bench retime`")
+
+
+def training_label(method: str, train_seed: int) -> str:
+    """A cell of another training run of the same model is shown apart: ``ddim (training 1)``."""
+    return method if not train_seed else f"{method} (training {train_seed})"
+
+
+def label_trainings(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a model's other training runs (train_seed > 0) get their own method label, so one cell never
+    averages two trainings as if they were sampling seeds of one."""
+    if "train_seed" not in rows:
+        return rows
+    seeds = pd.to_numeric(rows["train_seed"], errors="coerce").fillna(0).astype(int)
+    other = (seeds > 0) & (rows["method"] != REAL)
+    if not other.any():
+        return rows
+    rows = rows.copy()
+    rows.loc[other, "method"] = [training_label(m, s) for m, s in zip(rows.loc[other, "method"], seeds[other])]
+    return rows
 
 
 def real_rows_for(real: pd.DataFrame, key: dict[str, str]) -> pd.DataFrame:
