@@ -27,7 +27,15 @@ from .html import Section, lead_html, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
 from .plots import plot_setting
 from .schedules import plot_schedules, read_schedules, schedule_summary
-from .setting import REAL, current_rows, label_trainings, normalize, real_rows_for, setting_label, setting_slug
+from .setting import (
+    REAL,
+    current_rows,
+    label_trainings,
+    normalize,
+    real_rows_for,
+    setting_label,
+    setting_slug,
+)
 from .tables import METRICS, display_table, markdown, summarize
 from .trilemma import budget_table, fronts
 from .trilemma_plot import trilemma_figure
