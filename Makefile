@@ -47,7 +47,7 @@ report: $(STAMP)
 	$(VENV)/bin/trilemma-bench report $(ARGS)
 
 regress: $(STAMP)
-	$(PY) -m trilemma_bench.bench.regress $(ARGS)
+	$(PY) -m trilemma_bench.benchmark.regress $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trilemma_bench tests benchmarks

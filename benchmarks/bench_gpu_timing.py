@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from trilemma_bench.bench.timing import device_name, math_precision, peak_flops
+from trilemma_bench.benchmark.timing import device_name, math_precision, peak_flops
 from trilemma_bench.data import DATASETS
 from trilemma_bench.methods import METHODS, MODELS
 from trilemma_bench.presets import get_preset

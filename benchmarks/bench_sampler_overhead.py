@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from trilemma_bench import samplers
-from trilemma_bench.bench.timing import device_name
+from trilemma_bench.benchmark.timing import device_name
 from trilemma_bench.methods import METHODS
 from trilemma_bench.noise import ImageNoise
 from trilemma_bench.presets import PRESETS

@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from trilemma_bench.bench.scoring import load_reference, quantize, score
+from trilemma_bench.benchmark.scoring import load_reference, quantize, score
 from trilemma_bench.data import DATASETS, TrilemmaDataModule
 from trilemma_bench.methods import get_method
 from trilemma_bench.noise import ImageNoise, initial_noise

@@ -20,7 +20,7 @@ import types
 import torch
 from torch import Tensor, nn
 
-from trilemma_bench.bench.scoring import load_reference, quantize, score
+from trilemma_bench.benchmark.scoring import load_reference, quantize, score
 from trilemma_bench.data import DATASETS
 from trilemma_bench.denoisers import eps_denoiser
 from trilemma_bench.noise import ImageNoise, initial_noise

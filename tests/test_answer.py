@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trilemma_bench.bench.results import upsert_row
+from trilemma_bench.benchmark.results import upsert_row
 from trilemma_bench.report import load_sections, make_report
 from trilemma_bench.report.answer import answer_table
 from trilemma_bench.report.plots import family_of, method_styles

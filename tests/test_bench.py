@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from trilemma_bench.bench.results import KEY, read_results, results_path, upsert_row
-from trilemma_bench.bench.timing import FlopProbe, peak_flops, time_batches
+from trilemma_bench.benchmark.results import KEY, read_results, results_path, upsert_row
+from trilemma_bench.benchmark.timing import FlopProbe, peak_flops, time_batches
 
 # A tiny smoke configuration: seconds to train, milliseconds a cell.
 STEPS = 30
@@ -153,7 +153,7 @@ def test_peak_flops_table() -> None:
 
 
 def test_pct_of_peak_is_taken_against_the_precision_that_ran() -> None:
-    from trilemma_bench.bench.timing import math_precision
+    from trilemma_bench.benchmark.timing import math_precision
 
     cpu = math_precision(torch.device("cpu"), "float32")
     assert cpu == {"tf32_matmul": False, "tf32_cudnn": False, "peak_precision": "float32"}
@@ -233,7 +233,7 @@ def test_upsert_refuses_a_row_without_its_key(tmp_path: Path) -> None:
 
 
 def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     rows = run_bench(bench_args(tmp_path, seeds=[0, 1]))
     table = read_results(tmp_path)
@@ -276,7 +276,7 @@ def test_bench_writes_one_row_per_cell_with_measured_nfe_and_grids(cache: Path, 
 @pytest.mark.parametrize("method", ["ddim", "ddpm-fixedlarge"])
 def test_same_seed_gives_the_same_samples_whatever_the_batch_size(cache: Path, tmp_path: Path, method: str) -> None:
     """Stochastic samplers too: each image draws its ancestral noise from its own stream."""
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     a = run_bench(bench_args(tmp_path / "a", method=method, nfe=[5], batch_size=32))
     b = run_bench(bench_args(tmp_path / "b", method=method, nfe=[5], batch_size=64))
@@ -298,7 +298,7 @@ def test_same_seed_gives_the_same_samples_whatever_the_batch_size(cache: Path, t
     ],
 )
 def test_bad_input_is_refused_before_any_work(cache: Path, tmp_path: Path, over: dict, message: str) -> None:
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     before = set(cache.rglob("*.ckpt"))
     with pytest.raises(ValueError, match=message):
@@ -341,7 +341,7 @@ def test_killed_bench_keeps_finished_rows_and_rerun_duplicates_none(cache: Path,
     assert not killed.duplicated(list(KEY)).any()
 
     # The re-run runs in this process (the cache is the same): it saves a second start of Python and Lightning.
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     run_bench(bench_args(tmp_path, method="ddpm-fixedlarge", nfe=[2, 5, 10], seeds=[0, 1]))
     table = read_results(tmp_path)
@@ -354,7 +354,7 @@ def test_killed_bench_keeps_finished_rows_and_rerun_duplicates_none(cache: Path,
 
 
 def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     run_bench(bench_args(tmp_path, nfe=[2]))
     required = [
@@ -398,7 +398,7 @@ def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> N
 
 
 def test_dry_run_counts_each_nfe_and_picks_a_short_warmup(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.config import WARMUP_NFE, config_from_args, dry_run
+    from trilemma_bench.benchmark.config import WARMUP_NFE, config_from_args, dry_run
 
     plan = dry_run(config_from_args(bench_args(tmp_path, method="ddpm-fixedsmall", nfe=[3, 1000])))
     assert plan.counted == {3: 3, 1000: 1000} and plan.warmup == {3: 3, 1000: WARMUP_NFE}
@@ -416,8 +416,8 @@ def _git(repo: Path, *args: str) -> None:
 
 def test_a_bench_run_leaves_the_dirty_flag_as_it_was(cache: Path, tmp_path: Path, monkeypatch) -> None:
     """Results, reports and docs a run writes into the checkout are output, not a change to the code."""
-    from trilemma_bench.bench import provenance
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark import provenance
+    from trilemma_bench.benchmark.harness import run_bench
 
     repo = tmp_path / "repo"
     (repo / "trilemma_bench").mkdir(parents=True)
@@ -440,7 +440,7 @@ def test_a_bench_run_leaves_the_dirty_flag_as_it_was(cache: Path, tmp_path: Path
 
 @pytest.mark.parametrize("sha", ["1234567", "4e10123", "0000123"])
 def test_a_commit_of_digits_reads_back_as_the_text_it_was(tmp_path: Path, sha: str) -> None:
-    from trilemma_bench.bench.results import upsert_row
+    from trilemma_bench.benchmark.results import upsert_row
 
     key = {"dataset": "digits", "preset": "digits", "sampler": "ddim", "checkpoint": "c", "device": "cpu",
            "dtype": "float32", "compiled": False}
@@ -451,7 +451,7 @@ def test_a_commit_of_digits_reads_back_as_the_text_it_was(tmp_path: Path, sha: s
 def test_rows_name_the_commit_checked_out_when_the_run_began(cache: Path, tmp_path: Path, monkeypatch) -> None:
     """A commit made while a model trains must not be named by rows that code did not produce."""
     from trilemma_bench import train
-    from trilemma_bench.bench import harness
+    from trilemma_bench.benchmark import harness
 
     head = {"sha": "aaaaaaa"}
     monkeypatch.setattr(harness, "git_commit", lambda: head["sha"])
@@ -468,7 +468,7 @@ def test_rows_name_the_commit_checked_out_when_the_run_began(cache: Path, tmp_pa
 
 
 def test_rows_hold_no_absolute_path_of_this_machine(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     run_bench(bench_args(tmp_path, nfe=[2]))
     text = results_path(tmp_path).read_text()
@@ -484,7 +484,7 @@ def test_a_latent_method_times_its_decoder_apart(cache: Path, tmp_path: Path, mo
     import dataclasses
 
     from trilemma_bench import methods
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     scale = torch.nn.Linear(2, 2, bias=False)
     with torch.no_grad():
@@ -503,8 +503,8 @@ def test_a_latent_method_times_its_decoder_apart(cache: Path, tmp_path: Path, mo
 
 
 def test_speed_options_are_checked_recorded_and_keep_the_numbers(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.bench.harness import run_bench
-    from trilemma_bench.bench.speed import ChannelsLast
+    from trilemma_bench.benchmark.harness import run_bench
+    from trilemma_bench.benchmark.speed import ChannelsLast
     from trilemma_bench.nets import UNet
 
     with pytest.raises(ValueError, match="--cuda-graphs needs a CUDA device"):
@@ -524,7 +524,7 @@ def test_speed_options_are_checked_recorded_and_keep_the_numbers(cache: Path, tm
 
 
 def test_set_columns_writes_only_the_rows_that_match(tmp_path: Path) -> None:
-    from trilemma_bench.bench.results import set_columns
+    from trilemma_bench.benchmark.results import set_columns
 
     upsert_row(tmp_path, _row(seed=0))
     upsert_row(tmp_path, _row(seed=1))
@@ -539,7 +539,7 @@ def test_set_columns_writes_only_the_rows_that_match(tmp_path: Path) -> None:
 def test_the_printed_summary_carries_mode_kl_and_the_floor_at_the_runs_sample_size() -> None:
     from types import SimpleNamespace
 
-    from trilemma_bench.bench.harness import summary_table
+    from trilemma_bench.benchmark.harness import summary_table
 
     cfg = SimpleNamespace(method=SimpleNamespace(name="ddgan"), preset=SimpleNamespace(dataset="stacked-mnist",
                           name="stacked"), device="cpu", dtype="float32")
@@ -553,8 +553,8 @@ def test_the_printed_summary_carries_mode_kl_and_the_floor_at_the_runs_sample_si
 
 def test_retime_times_every_row_again_in_one_round_robin_run(cache: Path, tmp_path: Path) -> None:
     """Only the timing columns change; every row gets the one run's id; a row of another model is skipped."""
-    from trilemma_bench.bench.harness import run_bench
-    from trilemma_bench.bench.retime import retime
+    from trilemma_bench.benchmark.harness import run_bench
+    from trilemma_bench.benchmark.retime import retime
 
     run_bench(bench_args(tmp_path, seeds=[0, 1]))
     before = read_results(tmp_path)
@@ -574,3 +574,18 @@ def test_retime_times_every_row_again_in_one_round_robin_run(cache: Path, tmp_pa
         assert new[col].equals(old.loc[new.index, col]), col
     with pytest.raises(ValueError, match="no smoke rows of nope"):
         retime(tmp_path, "smoke", methods=["nope"])
+
+
+def test_the_python_api_returns_the_rows_the_command_line_writes(cache: Path, tmp_path: Path) -> None:
+    import trilemma_bench as tb
+
+    rows = tb.bench("ddim", preset="smoke", steps=STEPS, nfe=[2, 5], num_samples=64, batch_size=32, threads=1,
+                    device="cpu", results=tmp_path)
+    assert list(rows["nfe"]) == [2, 5] and rows["fid"].notna().all()
+    table = read_results(tmp_path)
+    written = table[table["method"] == "ddim"].sort_values("nfe")
+    assert written["fid"].tolist() == pytest.approx(rows["fid"].tolist(), rel=1e-12)
+    with pytest.raises(ValueError, match="unknown method"):
+        tb.bench("nope", preset="smoke")
+    with pytest.raises(TypeError):
+        tb.bench("ddim", nfes=[2])  # a misspelt option is refused, not ignored

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trilemma_bench import cli, methods
-from trilemma_bench.bench.results import read_results, results_path
+from trilemma_bench.benchmark.results import read_results, results_path
 from trilemma_bench.methods import Method
 
 FAST = ["--preset", "smoke", "--steps", "30", "--num-samples", "64", "--batch-size", "32", "--threads", "1"]

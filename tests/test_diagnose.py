@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trilemma_bench import diagnose as dg
-from trilemma_bench.bench.oracle import MixtureEps
+from trilemma_bench.benchmark.oracle import MixtureEps
 from trilemma_bench.methods import get_method
 from trilemma_bench.presets import PRESETS
 from trilemma_bench.schedules import alphas_cumprod, make_betas
@@ -79,7 +79,7 @@ def test_diagnose_tells_a_network_deficit_from_a_pipeline_defect(monkeypatch: py
 def test_the_diagnose_and_curve_commands_run_on_a_tiny_training(tmp_path, monkeypatch, capsys) -> None:
     """`train` keeps checkpoints at 250 steps and at its end; `curve` benches each into its own folder with the
     training compute in every row; `diagnose` prints the oracle beside the network and a verdict."""
-    from trilemma_bench.bench.results import read_results
+    from trilemma_bench.benchmark.results import read_results
     from trilemma_bench.cli import main
 
     monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))

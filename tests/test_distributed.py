@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trilemma_bench.bench.distributed import check_shards, shard_block
-from trilemma_bench.bench.results import read_results
+from trilemma_bench.benchmark.distributed import check_shards, shard_block
+from trilemma_bench.benchmark.results import read_results
 
 
 def test_blocks_are_whole_batches_that_tile_the_cell() -> None:
@@ -36,7 +36,7 @@ def _args(results: Path, devices: int, method: str) -> argparse.Namespace:
 def test_two_processes_give_the_samples_and_metrics_of_one(tmp_path: Path, monkeypatch) -> None:
     """Each process samples whole batches of its block (the same batches one process samples), features
     are gathered in image order, every process scores the whole set: identical numbers, not close ones."""
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
     threads = torch.get_num_threads()

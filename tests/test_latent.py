@@ -172,7 +172,7 @@ def test_bench_rows_time_the_decoder_apart(trained, tmp_path: Path, monkeypatch:
     """The real latent method through the harness: sampler and decoder timed apart, both FLOPs counted."""
     import argparse
 
-    from trilemma_bench.bench.harness import run_bench
+    from trilemma_bench.benchmark.harness import run_bench
 
     ldm, _, root, _, _ = trained
     monkeypatch.setattr("trilemma_bench.train.train_model", lambda *a, **k: (ldm, root / "x.ckpt"))

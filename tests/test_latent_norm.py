@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trilemma_bench.bench.oracle import MixtureEps
+from trilemma_bench.benchmark.oracle import MixtureEps
 from trilemma_bench.nets import unet
 from trilemma_bench.nets.unet import MIN_GROUP_VALUES, UNet
 from trilemma_bench.schedules import alphas_cumprod, make_betas

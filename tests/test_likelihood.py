@@ -167,7 +167,7 @@ def test_bench_rows_of_a_method_with_a_likelihood_carry_its_bits_per_dim(tmp_pat
                                                                           capsys) -> None:
     """The bench joins the checkpoint's bound to every row of it; a method without one gets none; the bpd command
     gives the same figure (same per-image streams) and writes it into the rows of that checkpoint only."""
-    from trilemma_bench.bench.results import read_results
+    from trilemma_bench.benchmark.results import read_results
 
     monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
     results = tmp_path / "results"

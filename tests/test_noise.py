@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trilemma_bench.bench.config import sample_shape
+from trilemma_bench.benchmark.config import sample_shape
 from trilemma_bench.methods import METHODS
 from trilemma_bench.noise import CHUNK, ImageNoise, initial_noise, stream_seed
 from trilemma_bench.presets import PRESETS

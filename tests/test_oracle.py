@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from trilemma_bench.bench import oracle
+from trilemma_bench.benchmark import oracle
 from trilemma_bench.data import TOY2D_CENTERS, TOY2D_STD
 from trilemma_bench.metrics import modes_toy2d
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from trilemma_bench.bench import cputime, oracle, regress
+from trilemma_bench.benchmark import cputime, oracle, regress
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from trilemma_bench.bench.results import upsert_row
+from trilemma_bench.benchmark.results import upsert_row
 from trilemma_bench.cli import main
 from trilemma_bench.report import load_sections, make_report
 from trilemma_bench.report.front import comparison_table, front_comparisons, pareto_mask, staircase
@@ -393,7 +393,7 @@ def test_the_page_budget_script_gives_the_python_answer(tmp_path: Path) -> None:
 
 
 def test_learned_schedules_in_the_results_folder_get_their_own_section(tmp_path: Path) -> None:
-    from trilemma_bench.bench.results import write_schedule
+    from trilemma_bench.benchmark.results import write_schedule
 
     results, out = tmp_path / "results", tmp_path / "report"
     _rows(results)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from trilemma_bench.bench.scoring import quantize, real_sets, reference_split
+from trilemma_bench.benchmark.scoring import quantize, real_sets, reference_split
 from trilemma_bench.data import DATASETS, load_split
 from trilemma_bench.datasets.common import uint8_to_unit
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trilemma_bench.bench.results import read_results
+from trilemma_bench.benchmark.results import read_results
 from trilemma_bench.methods import get_method
 from trilemma_bench.presets import PRESETS
 from trilemma_bench.train import ship_model, train_model

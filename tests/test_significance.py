@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from trilemma_bench.bench.results import upsert_row
+from trilemma_bench.benchmark.results import upsert_row
 from trilemma_bench.report import load_sections, make_report
 from trilemma_bench.report.setting import MixedTimingRuns, check_one_timing_run
 from trilemma_bench.report.stats import ALPHA, holm

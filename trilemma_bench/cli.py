@@ -203,7 +203,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
-    from .bench.config import resolve_device, sample_shape
+    from .benchmark.config import resolve_device, sample_shape
     from .grid import save_samples
     from .methods import get_method
     from .noise import ImageNoise, initial_noise
@@ -229,7 +229,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench.harness import run_bench
+    from .benchmark.harness import run_bench
 
     if args.method == ALL:
         bench_all(args)
@@ -245,8 +245,8 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
 
     from rich.markup import escape
 
-    from .bench.config import config_from_args, dry_run
-    from .bench.harness import run_bench
+    from .benchmark.config import config_from_args, dry_run
+    from .benchmark.harness import run_bench
     from .methods import METHODS
     from .report_utils import console, log
     from .train import resolve_preset
@@ -290,7 +290,7 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
             console.print(traceback.format_exc(), markup=False, highlight=False)
             log(f"[red]method {escape(name)} failed[/] ({escape(failed[name])}); going on with the rest")
 
-    from .bench.results import results_path
+    from .benchmark.results import results_path
 
     results = Path(getattr(args, "results", None) or LOCAL_DIR)
     if results_path(results).exists():
@@ -309,7 +309,7 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
 def cmd_curve(args: argparse.Namespace) -> None:
     """Each kept checkpoint of the model's training (shipped under models/<dataset>/curves/, else the cache's),
     benched at one NFE into a results folder of its own: the rows of a training-compute curve."""
-    from .bench.harness import run_bench
+    from .benchmark.harness import run_bench
     from .methods import get_method
     from .train import curve_files
 
@@ -351,7 +351,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 
 
 def cmd_bpd(args: argparse.Namespace) -> None:
-    from .bench.config import resolve_device
+    from .benchmark.config import resolve_device
     from .likelihood import TIME_SAMPLES, check_request, evaluate_bpd
     from .methods import get_method
     from .report_utils import log
@@ -371,8 +371,8 @@ def cmd_bpd(args: argparse.Namespace) -> None:
     log(f"{args.method} on {preset.dataset} (preset {preset.name}, {args.split} split, {res.n} images): "
         f"{res.mean:.4f} +- {res.sem:.4f} bits/dim (mean +- standard error over images); terms: {terms}")
     if args.results is not None:
-        from .bench.provenance import checkpoint_id
-        from .bench.results import set_columns, write_schedule
+        from .benchmark.provenance import checkpoint_id
+        from .benchmark.results import set_columns, write_schedule
 
         where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, f"{spec.tag}-{preset.name}")}
         if hasattr(model, "schedule_table"):  # as the bench does: the report draws the learned schedule
@@ -399,7 +399,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_retime(args: argparse.Namespace) -> None:
-    from .bench.retime import retime
+    from .benchmark.retime import retime
     from .report_utils import log
 
     run, done, skipped = retime(args.results, args.preset, methods=args.method, rounds=args.rounds, device=args.device)
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetUnavailable
 
     try:
-        from .bench.timing import set_threads
+        from .benchmark.timing import set_threads
 
         set_threads(getattr(args, "threads", None))
         COMMANDS[args.command](args)

@@ -129,7 +129,7 @@ def reconstruction_metrics(ae: Autoencoder, dataset: str, *, fid_split: str, ext
       reconstructions against their originals), where ``fid_split`` is the split benchmark rows are scored
       against, so the figure is the FID a perfect latent model would reach on the rows' scale.
     """
-    from ..bench.scoring import quantize  # scored exactly as samples are (bench sits above methods)
+    from ..benchmark.scoring import quantize  # scored exactly as samples are (bench sits above methods)
     from ..data import DATASETS, load_split
     from ..metrics import fid_from_stats
     from ..metrics.features import get_extractor

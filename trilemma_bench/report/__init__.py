@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..bench.results import read_results, results_path
+from ..benchmark.results import read_results, results_path
 from ..report_utils import log
 from .answer import ANSWER_NOTE, answer_table, headline
 from .curves import curve_table, plot_curves, read_curves

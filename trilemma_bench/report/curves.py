@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..bench.results import read_results
+from ..benchmark.results import read_results
 from .stats import paired_difference, t_interval
 from .tables import fmt
 

@@ -1,6 +1,6 @@
 """The noise schedules of the benched models, log-SNR against t: VDM's learned one beside DDPM's fixed one.
 
-The bench writes ``<results>/schedules/<checkpoint>.csv`` (:func:`~trilemma_bench.bench.results.write_schedule`) for every model that has a schedule of its own to
+The bench writes ``<results>/schedules/<checkpoint>.csv`` (:func:`~trilemma_bench.benchmark.results.write_schedule`) for every model that has a schedule of its own to
 show (:meth:`~trilemma_bench.methods.vdm.VDM.schedule_table`: columns ``t``, ``logsnr_vdm``,
 ``logsnr_ddpm_linear``); the report draws them all on one axis, so the folder stays the report's only input.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..bench.results import SCHEDULES
+from ..benchmark.results import SCHEDULES
 
 
 def read_schedules(results_dir: Path) -> dict[str, pd.DataFrame]:

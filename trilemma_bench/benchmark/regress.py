@@ -1,7 +1,7 @@
 """CI regression: an exact one that needs no training, then the trained ``smoke`` preset against a baseline.
 
-    python -m trilemma_bench.bench.regress            # (make regress) exit 1 on a regression
-    python -m trilemma_bench.bench.regress --update   # re-make benchmarks/baseline/{oracle.json,smoke.csv}
+    python -m trilemma_bench.benchmark.regress            # (make regress) exit 1 on a regression
+    python -m trilemma_bench.benchmark.regress --update   # re-make benchmarks/baseline/{oracle.json,smoke.csv}
 
 1. Oracle (:mod:`.oracle`): every sampler of the DDPM network on the closed-form Bayes-optimal eps of the
    toy2d mixture, in float64. Samples must match the pinned ones to 1e-6, NFE and mode statistics exactly.
@@ -211,7 +211,7 @@ def exact(args: argparse.Namespace) -> list[Check]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trilemma_bench.bench.regress", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m trilemma_bench.benchmark.regress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     parser.add_argument("--oracle-baseline", type=Path, default=oracle.BASELINE)

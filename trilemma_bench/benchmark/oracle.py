@@ -14,7 +14,7 @@ The regression runs each method exactly as the harness does (x_T from ``noise.in
 ``ImageNoise`` streams, ``Method.sample`` on the smoke preset's untrained DDPM model, whose schedule and
 options the samplers read), in float64 so that the pins hold to 1e-6 on any machine. Every registered
 method whose model is ``ddpm`` joins: a sampler added later on that network is run here without edits,
-and fails until its cells are pinned (``python -m trilemma_bench.bench.regress --update --only oracle``).
+and fails until its cells are pinned (``python -m trilemma_bench.benchmark.regress --update --only oracle``).
 """
 
 from __future__ import annotations
