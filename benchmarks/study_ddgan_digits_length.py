@@ -27,11 +27,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from trilemma_bench.benchmark.scoring import load_reference, quantize, score
+from trilemma_bench.benchmark.scoring import load_reference, score
 from trilemma_bench.data import DATASETS, TrilemmaDataModule
 from trilemma_bench.methods import get_method
 from trilemma_bench.noise import ImageNoise, initial_noise
 from trilemma_bench.presets import get_preset
+from trilemma_bench.quantize import quantize
 from trilemma_bench.train import build_model
 
 OUT = Path(__file__).resolve().parent / "results" / "ddgan_digits_length.jsonl"

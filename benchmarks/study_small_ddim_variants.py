@@ -20,11 +20,12 @@ import types
 import torch
 from torch import Tensor, nn
 
-from trilemma_bench.benchmark.scoring import load_reference, quantize, score
+from trilemma_bench.benchmark.scoring import load_reference, score
 from trilemma_bench.data import DATASETS
 from trilemma_bench.denoisers import eps_denoiser
 from trilemma_bench.noise import ImageNoise, initial_noise
 from trilemma_bench.presets import get_preset
+from trilemma_bench.quantize import quantize
 from trilemma_bench.samplers import ddim_sample
 from trilemma_bench.train import train_model
 

@@ -151,7 +151,7 @@ def test_ddpm_bits_per_dim_uses_its_sampler_variance_and_clipping() -> None:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--method", "ddim"], "method 'ddim' has no likelihood here: use one of vdm, ddpm-fixedlarge, ddpm-fixedsmall"),
+    (["--method", "ddim"], "method 'ddim' has no likelihood here: use one of ddpm-fixedlarge, ddpm-fixedsmall, vdm"),
     (["--method", "vdm", "--num-images", "1"], "--num-images must be between 2 and"),
     (["--method", "vdm", "--time-samples", "-1"], "--time-samples and --batch-size must be positive"),
 ])

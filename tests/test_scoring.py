@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from trilemma_bench.benchmark.scoring import quantize, real_sets, reference_split
+from trilemma_bench.benchmark.scoring import real_sets, reference_split
 from trilemma_bench.data import DATASETS, load_split
 from trilemma_bench.datasets.common import uint8_to_unit
+from trilemma_bench.quantize import quantize
 
 
 def test_quantize_maps_onto_the_native_grid_and_keeps_real_images() -> None:

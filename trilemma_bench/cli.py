@@ -375,8 +375,9 @@ def cmd_bpd(args: argparse.Namespace) -> None:
         from .benchmark.results import set_columns, write_schedule
 
         where = {"method": args.method, "preset": preset.name, "checkpoint": checkpoint_id(model, f"{spec.tag}-{preset.name}")}
-        if hasattr(model, "schedule_table"):  # as the bench does: the report draws the learned schedule
-            write_schedule(args.results, where["checkpoint"], model.schedule_table())
+        schedule = model.schedule_table()
+        if schedule is not None:  # as the bench does: the report draws the learned schedule
+            write_schedule(args.results, where["checkpoint"], schedule)
         changed = set_columns(args.results, where, {"bpd": res.mean, "bpd_sem": res.sem, "bpd_n": res.n,
                                                     "bpd_split": args.split})
         log(f"bits/dim written into {changed} rows of {args.method} ({where['checkpoint']}) in {args.results}"

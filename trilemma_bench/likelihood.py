@@ -30,7 +30,17 @@ from .methods.vdm import VDM, data_to_levels, nats_to_bpd
 
 TIME_SAMPLES = 64  # VDM: times per image for the diffusion term
 # Methods whose model has a likelihood bound, and how the bound is taken (DDPM: the sampler's variance).
-LIKELIHOOD_METHODS = {"vdm": "vdm", "ddpm-fixedlarge": "fixedlarge", "ddpm-fixedsmall": "fixedsmall"}
+def likelihood_of(method: str) -> str | None:
+    """The bound a method declares (``Method.likelihood``), None when it has none or is unknown."""
+    from .methods import METHODS, get_method
+
+    return get_method(method).likelihood if method in METHODS else None
+
+
+def _with_likelihood() -> list[str]:
+    from .methods import METHODS
+
+    return [m.name for m in METHODS.values() if m.likelihood is not None]
 
 
 def _uniform(noise: NoiseSource, x: Tensor) -> Tensor:
@@ -179,8 +189,8 @@ def check_request(method: str, dataset: str, split: str, num_images: int | None)
     """The split's images and how many to score, or a ValueError saying what to change (before any training)."""
     from .data import DATASETS, load_split
 
-    if method not in LIKELIHOOD_METHODS:
-        raise ValueError(f"method {method!r} has no likelihood here: use one of {', '.join(LIKELIHOOD_METHODS)}")
+    if likelihood_of(method) is None:
+        raise ValueError(f"method {method!r} has no likelihood here: use one of {', '.join(_with_likelihood())}")
     if DATASETS[dataset].levels is None:
         raise ValueError(f"bits/dim needs discrete data; {dataset} has no pixel levels")
     x, _ = load_split(dataset, split)
@@ -201,7 +211,7 @@ def evaluate_bpd(method: str, model: torch.nn.Module, dataset: str, *, split: st
     rows: dict[str, list[Tensor]] = {}
     for start in range(0, n, batch_size):
         idx = range(start, min(n, start + batch_size))
-        terms = bpd_terms(model, x[idx.start:idx.stop].to(device), variance=LIKELIHOOD_METHODS[method],
+        terms = bpd_terms(model, x[idx.start:idx.stop].to(device), variance=likelihood_of(method),
                           noise=ImageNoise(seed, idx), time_samples=time_samples)
         for name, v in terms.items():
             rows.setdefault(name, []).append(v.cpu())
@@ -216,7 +226,7 @@ def bpd_columns(method: str, model: torch.nn.Module, dataset: str, *, num_images
     ``split`` (the whole split if smaller), or {} where there is no bound (no likelihood, no pixel levels, 0)."""
     from .data import DATASETS, load_split
 
-    if num_images == 0 or method not in LIKELIHOOD_METHODS or DATASETS[dataset].levels is None:
+    if num_images == 0 or likelihood_of(method) is None or DATASETS[dataset].levels is None:
         return {}
     n = min(num_images, len(load_split(dataset, split)[0]))
     res = evaluate_bpd(method, model, dataset, split=split, num_images=n, device=device)

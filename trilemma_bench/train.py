@@ -59,8 +59,7 @@ def prerequisites(model: str | ModelSpec, preset: Preset) -> dict[str, ModelSpec
     """The models ``model`` is trained on top of (latent diffusion: its autoencoder), by the model class's
     ``prerequisites(cfg)``; none for most models."""
     spec = _spec(model)
-    hook = getattr(MODELS[spec.name], "prerequisites", None)
-    return hook(_config(spec, preset)) if hook is not None else {}
+    return MODELS[spec.name].prerequisites(_config(spec, preset))
 
 
 def build_model(model: str | ModelSpec, preset: Preset) -> L.LightningModule:

@@ -33,7 +33,13 @@ class WeightsError(RuntimeError):
 
 
 class ShipsWeights:
-    """A LightningModule mixin: what training and shipping ask of every model, with its defaults.
+    """The declared model contract: a LightningModule mixin with what training, shipping and the bench ask of every
+    model, and its defaults (nothing is probed with hasattr).
+
+    ``sample_shape``: the shape the sampler draws x_T in (None: the data's). ``row_info``: figures of the model the
+    same in all its rows (a latent model: its autoencoder's reconstruction FID). ``schedule_table``: a learned
+    noise schedule for the report (None: fixed). ``prerequisites``: models trained first (latent diffusion: its
+    autoencoder), taken in by ``use_prerequisites`` and checked on reuse by ``check_prerequisites``.
 
     ``raw_prefixes``: state-dict prefixes of training-only tensors (the raw network an EMA averages, a GAN's
     discriminator). ``restore_raw`` rebuilds what sampling or a resumed run reads of them from the shipped
@@ -52,6 +58,29 @@ class ShipsWeights:
     weights_source: str = "untrained"
     # How far the loaded weights were trained: steps, wall and CPU seconds, threads (empty when unknown).
     training_record: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+
+    sample_shape: tuple[int, ...] | None = None
+
+    @staticmethod
+    def prerequisites(cfg: Any) -> dict[str, Any]:
+        """Model specs trained before this one, by role (default: none)."""
+        return {}
+
+    def use_prerequisites(self, models: dict[str, L.LightningModule]) -> None:
+        """Take in the trained prerequisites before training or loading (default: there are none to take)."""
+        if models:
+            raise ValueError(f"{type(self).__name__} takes no prerequisites, got {sorted(models)}")
+
+    def check_prerequisites(self, models: dict[str, L.LightningModule]) -> None:
+        """Refuse reused weights trained on other prerequisites (default: nothing to check)."""
+
+    def row_info(self) -> dict[str, Any]:
+        """Columns of every row benched from this model (default: none)."""
+        return {}
+
+    def schedule_table(self) -> dict[str, list[float]] | None:
+        """A learned noise schedule, column -> values, for the report (default: None, a fixed schedule)."""
+        return None
 
     def write_artifacts(self, checkpoint: Path) -> None:
         """Files beside a freshly trained checkpoint (default: none)."""

@@ -172,7 +172,7 @@ def resolve_device(name: str) -> torch.device:
 
 def sample_shape(model: object, dataset: str) -> tuple[int, ...]:
     """The shape a method's sampler draws in: the data's, or a latent model's ``sample_shape``."""
-    return tuple(getattr(model, "sample_shape", None) or DATASETS[dataset].shape)
+    return tuple(model.sample_shape or DATASETS[dataset].shape)
 
 
 @dataclass  # not frozen: Fabric's spawn launcher walks (and refuses frozen) dataclasses it passes on

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -84,20 +85,24 @@ def check_shards(n: int, batch: int, world: int) -> None:
         )
 
 
-def run_sharded(args: argparse.Namespace, plan: Any, devices: int, accelerator: str) -> list[dict[str, Any]]:
-    """Spawn ``devices`` processes that bench the cells together; returns rank 0's rows."""
+def run_sharded(args: argparse.Namespace, plan: Any, devices: int, accelerator: str, *,
+                make_config: Callable[[argparse.Namespace], Any], cells: Callable[..., list[dict[str, Any]]]
+                ) -> list[dict[str, Any]]:
+    """Spawn ``devices`` processes that bench the cells together; returns rank 0's rows. Each process builds its
+    config with ``make_config`` and runs ``cells`` (the harness passes both: this module sits below it)."""
     import lightning as L
 
     fabric = L.Fabric(accelerator=accelerator, devices=devices, strategy=SPAWN)
-    return fabric.launch(_worker, args, plan)
+    return fabric.launch(_worker, args, plan, make_config, cells)
 
 
-def _worker(fabric: Any, args: argparse.Namespace, plan: Any) -> list[dict[str, Any]]:
-    from .config import config_from_args
-    from .harness import bench_cells
-    from .timing import set_threads
+def _worker(fabric: Any, args: argparse.Namespace, plan: Any, make_config: Callable[[argparse.Namespace], Any],
+            cells: Callable[..., list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    import torch
 
-    set_threads(getattr(args, "threads", None))
-    cfg = dataclasses.replace(config_from_args(args), device=fabric.device)
-    return bench_cells(cfg, plan, Shard(fabric.global_rank, fabric.world_size, fabric),
-                       commit=args.git_commit, sources=args.weights_sources)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = dataclasses.replace(make_config(args), device=fabric.device)
+    return cells(cfg, plan, Shard(fabric.global_rank, fabric.world_size, fabric),
+                 commit=args.git_commit, sources=args.weights_sources)

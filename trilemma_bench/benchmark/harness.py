@@ -36,13 +36,14 @@ from ..data import DATASETS, dataset_source
 from ..methods import ModelSpec
 from ..noise import initial_noise
 from ..paths import REFERENCE_DIR
+from ..quantize import quantize
 from ..report_utils import console, log
 from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
 from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path, weights_digest
 from .results import read_results, upsert_row, write_schedule
-from .scoring import load_reference, quantize, real_sets, score, score_parts, shard_parts
+from .scoring import load_reference, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
 from .timing import FlopProbe, device_name, set_threads
 from .timing_run import TimingRun
@@ -73,7 +74,8 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 strategy=SPAWN if cfg.devices > 1 else "auto", seed=cfg.train_seed)
         args.weights_sources[spec.tag] = module.weights_source
     if cfg.devices > 1:
-        return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu")
+        return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu",
+                           make_config=config_from_args, cells=bench_cells)
     return bench_cells(cfg, plan, Shard(), commit=args.git_commit, sources=args.weights_sources)
 
 
@@ -132,13 +134,14 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
         from ..likelihood import bpd_columns
 
         for spec, (model, _probe, ckpt, *_rest) in models.items():
-            info = model.row_info() if hasattr(model, "row_info") else {}
+            info = model.row_info()
             per_model[spec] = {**info, "weights_source": (sources or {}).get(spec.tag, model.weights_source),
                                "train_seed": cfg.train_seed, **model.training_record,
                                **bpd_columns(cfg.method.name, model, ds, num_images=cfg.bpd_images,
                                                      device=cfg.device)}
-            if hasattr(model, "schedule_table"):  # a learned noise schedule: the report draws it
-                write_schedule(cfg.results_dir, ckpt, model.schedule_table())
+            schedule = model.schedule_table()
+            if schedule is not None:  # a learned noise schedule: the report draws it
+                write_schedule(cfg.results_dir, ckpt, schedule)
 
     rows: list[dict[str, Any]] = []
     n_full, partial = divmod(hi - lo, cfg.batch_size)

@@ -30,15 +30,6 @@ KID_SUBSET = 1000
 TRAIN_SPLIT = "train"
 
 
-def quantize(x: Tensor, levels: int | None) -> Tensor:
-    """Images in [-1, 1] rounded to the nearest of ``levels`` evenly spaced values (as uint8 PNGs hold
-    256); None leaves the input as it is (points)."""
-    if levels is None:
-        return x
-    step = (levels - 1) / 2
-    return (torch.round((x.clamp(-1, 1) + 1) * step) / step - 1).to(x.dtype)
-
-
 def reference_split(dataset: str, num_samples: int) -> str:
     """The held-out test split when it has at least ``num_samples`` items, else the training split."""
     test, _ = load_split(dataset, "test")

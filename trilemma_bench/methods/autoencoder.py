@@ -129,11 +129,11 @@ def reconstruction_metrics(ae: Autoencoder, dataset: str, *, fid_split: str, ext
       reconstructions against their originals), where ``fid_split`` is the split benchmark rows are scored
       against, so the figure is the FID a perfect latent model would reach on the rows' scale.
     """
-    from ..benchmark.scoring import quantize  # scored exactly as samples are (bench sits above methods)
     from ..data import DATASETS, load_split
     from ..metrics import fid_from_stats
     from ..metrics.features import get_extractor
     from ..metrics.reference import reference_stats
+    from ..quantize import quantize  # scored exactly as samples are
     from ..report_utils import log
 
     levels = DATASETS[dataset].levels

@@ -43,6 +43,9 @@ class Method:
     # For methods that sample in a latent space: model -> the network that maps samples to images. The
     # harness times it apart from the sampler, by the same protocol, and counts its FLOPs.
     decoder: Callable[[L.LightningModule], nn.Module] | None = None
+    # The variational bound the method's model and decoder define ("vdm", or DDPM's "fixedlarge"/"fixedsmall"
+    # discretized decoder): its bits/dim join the rows. None: the method has no likelihood.
+    likelihood: str | None = None
 
     def spec_for(self, nfe: int) -> ModelSpec:
         return self.variant(nfe) if self.variant is not None else ModelSpec(self.model)

@@ -31,10 +31,11 @@ def _ddim(net: nn.Module, model: DDPM, x: Tensor, nfe: int, noise: NoiseSource) 
 DDPM_METHODS: list[Method] = [
     Method("ddpm-fixedlarge", "ddpm", "ancestral-fixedlarge", _ancestral("fixedlarge"), (10, 20, 50, 100, 1000),
            "Ho et al. 2020 ancestral sampling, sigma^2 = beta (their CIFAR-10 choice), respaced below T steps "
-           "(Nichol & Dhariwal 2021): the DDIM paper's sigma-hat row, noisy at few steps"),
+           "(Nichol & Dhariwal 2021): the DDIM paper's sigma-hat row, noisy at few steps", likelihood="fixedlarge"),
     Method("ddpm-fixedsmall", "ddpm", "ancestral-fixedsmall", _ancestral("fixedsmall"), (10, 20, 50, 100, 1000),
            "Ho et al. 2020 ancestral sampling, sigma^2 = the posterior variance beta-tilde, respaced below T "
-           "steps: the fair few-step ancestral baseline (DDIM with eta = 1 on the same subsequence, x0 clipped)"),
+           "steps: the fair few-step ancestral baseline (DDIM with eta = 1 on the same subsequence, x0 clipped)",
+           likelihood="fixedsmall"),
     Method("ddim", "ddpm", "ddim-eta0-uniform", _ddim, (10, 20, 50, 100),
            "Song et al. 2021 deterministic DDIM (eta=0, uniform skip) on the DDPM network"),
 ]

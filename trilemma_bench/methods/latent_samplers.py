@@ -36,6 +36,7 @@ def latent_methods(f: int, pixel_methods: list[Method]) -> list[Method]:
         dataclasses.replace(
             m, name=f"ldm-f{f}-{m.name}", model="ldm", variant=lambda nfe, spec=spec: spec,
             decoder=lambda model: model.decoder(),
+            likelihood=None,  # DDPM's bound here would be of latents, not of images: no bits/dim for latent models
             description=f"latent diffusion (Rombach et al. 2022), f={f}, {FACTORS[f]} latent channels, x0 not "
                         f"clipped, then decoded; sampler of `{m.name}`: {m.description}",
         )

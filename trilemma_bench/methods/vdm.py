@@ -25,6 +25,7 @@ from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import GAMMA_MAX, GAMMA_MIN, make_gamma
 from ..weights import ShipsWeights
+from .vdm_schedule import save_schedule, schedule_table
 
 VAL_SEED = 4321  # validation times and noise are the same at every evaluation: the curve shows the model
 EMBED_SCALE = 1000.0  # the official get_timestep_embedding multiplies its [0, 1] input by 1000
@@ -251,12 +252,8 @@ class VDM(ShipsWeights, ClipsGradNorm, L.LightningModule):
 
     def schedule_table(self) -> dict[str, list[float]]:
         """log-SNR against t of the learned (EMA) schedule, with DDPM's linear one (the report draws both)."""
-        from .vdm_samplers import schedule_table
-
         return schedule_table(self)
 
     def write_artifacts(self, ckpt: Path) -> None:
         """The learned log-SNR against t beside the checkpoint (csv and png), with DDPM's linear schedule."""
-        from .vdm_samplers import save_schedule
-
         save_schedule(self, ckpt.with_suffix(".schedule.csv"), ckpt.with_suffix(".schedule.png"))

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .. import samplers
 from ..denoisers import Denoiser, NoiseSource
-from ..schedules import alphas_cumprod, linear_betas, log_snr
 from .base import Method
 from .solvers import solver_methods
 from .vdm import VDM, net_time
@@ -91,7 +89,7 @@ def _ancestral(net: nn.Module, model: VDM, x: Tensor, nfe: int, noise: NoiseSour
 VDM_METHODS: list[Method] = [
     Method("vdm", "vdm", "ancestral-fixedsmall-uniform-t-argmax", _ancestral, (10, 20, 50, 100, 1000),
            "Kingma et al. 2021 ancestral sampling from the learned gamma, T steps uniform in t (DDPM's posterior "
-           "with the beta-tilde variance), the last to alpha = 1, then the decoder's most likely level"),
+           "with the beta-tilde variance), the last to alpha = 1, then the decoder's most likely level", likelihood="vdm"),
     # The ODE solvers on VDM's network, at exact continuous times; they end at the x0 prediction, which the
     # decoder maps to its most likely level (VDM's samples are bin centres, not the data's own encoding).
     *solver_methods("vdm", lambda net, model: vdm_denoiser(net, model), prefix="vdm-", discrete=False,
@@ -99,30 +97,3 @@ VDM_METHODS: list[Method] = [
 ]
 
 
-def schedule_table(model: VDM) -> dict[str, list[float]]:
-    """log-SNR = -gamma(t) of the model's (EMA) schedule at t = k/1000, k = 0..1000, beside DDPM's linear schedule
-    (1e-4..0.02, T = 1000) read on the same axis: its index k - 1 at t = k/T, as on VDM's grid (alpha = 1 at t = 0)."""
-    t = torch.arange(GRID + 1, dtype=torch.float64) / GRID
-    with torch.no_grad():
-        vdm = -copy.deepcopy(model.gamma(ema=True)).double()(t)
-    ddpm = log_snr(alphas_cumprod(linear_betas(GRID)))
-    return {"t": t.tolist(), "logsnr_vdm": vdm.tolist(), "logsnr_ddpm_linear": [math.nan, *ddpm.tolist()]}
-
-
-def save_schedule(model: VDM, csv: Path, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    table = pd.DataFrame(schedule_table(model))
-    table.to_csv(csv, index=False)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(table["t"], table["logsnr_vdm"], label=f"VDM, gamma {model.hparams.gamma_type}")
-    ax.plot(table["t"], table["logsnr_ddpm_linear"], label="DDPM linear betas, T = 1000", ls="--")
-    ax.set(xlabel="t", ylabel="log SNR = -gamma(t)", title=png.stem)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
