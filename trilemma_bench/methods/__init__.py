@@ -19,11 +19,13 @@ from .ddpm_samplers import DDPM_METHODS
 from .latent import LatentDiffusion
 from .latent_samplers import ALIASES as LDM_ALIASES
 from .latent_samplers import LDM_METHODS
+from .plugins import load_plugins
+from .plugins import register_method as _register
 from .solvers import DDPM_SOLVER_METHODS
 from .vdm import VDM
 from .vdm_samplers import VDM_METHODS
 
-__all__ = ["METHODS", "MODELS", "Method", "ModelSpec", "SampleFn", "get_method"]
+__all__ = ["METHODS", "MODELS", "PLUGINS", "Method", "ModelSpec", "SampleFn", "get_method", "register_method"]
 
 # Trainable models by name: an explicit registry.
 MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM, "ddgan": DDGAN, "kl-ae": Autoencoder,
@@ -32,6 +34,14 @@ MODELS: dict[str, type[L.LightningModule]] = {"ddpm": DDPM, "vdm": VDM, "ddgan":
 METHODS: dict[str, Method] = {
     m.name: m for m in [*DDPM_METHODS, *DDPM_SOLVER_METHODS, *VDM_METHODS, *DDGAN_METHODS, *LDM_METHODS]
 }
+PLUGINS: list[str] = load_plugins(METHODS, MODELS)  # installed packages' methods and models (entry points)
+
+
+def register_method(method: Method) -> None:
+    """Add your own method (a sampler over a registered model) for this process: ``bench`` and the API find it."""
+    _register(method, METHODS, MODELS)
+
+
 # Short names of a family's default variant (`ldm-ddim` runs `ldm-f2-ddim`); rows carry the full name.
 ALIASES: dict[str, str] = {**LDM_ALIASES}
 
