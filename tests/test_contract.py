@@ -51,3 +51,25 @@ def test_every_method_keeps_the_contract(name: str) -> None:
             out = method.decoder(model)(out)
     assert out.dtype == torch.float32 and tuple(out.shape) == (3, *DATASETS[preset.dataset].shape)
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["ddim", "ldm-f4-ddim", "ddgan"])
+def test_generate_is_the_bench_s_two_stages_and_batches_change_nothing(name: str) -> None:
+    from trilemma_bench.generate import generate
+
+    method = METHODS[name]
+    preset = _preset(method)
+    nfe = min(method.default_nfe)
+    torch.manual_seed(0)
+    model = build_model(method.spec_for(nfe), preset).eval()
+    shape = sample_shape(model, preset.dataset)
+    whole = generate(method, model, nfe, seed=3, images=range(2, 7), shape=shape)
+    batched = generate(method, model, nfe, seed=3, images=range(2, 7), shape=shape, batch_size=2)
+    torch.testing.assert_close(whole, batched, rtol=1e-4, atol=1e-4 * max(1.0, float(whole.abs().max())))
+    with torch.no_grad():  # the stages the bench times, written out
+        z = method.sample(model, initial_noise(shape, 3, range(2, 7)), nfe, noise=ImageNoise(3, range(2, 7)))
+        by_hand = method.decoder(model)(z) if method.decoder is not None else z
+    torch.testing.assert_close(whole, by_hand, rtol=0, atol=0)
+    assert tuple(whole.shape) == (5, *DATASETS[preset.dataset].shape)
+    latents = generate(method, model, nfe, seed=3, images=5, shape=shape, decode=False)
+    assert tuple(latents.shape) == (5, *shape)

@@ -59,12 +59,11 @@ def cmd_ship(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    import torch
 
     from .benchmark.config import resolve_device, sample_shape
+    from .generate import generate
     from .grid import save_samples
     from .methods import get_method
-    from .noise import ImageNoise, initial_noise
     from .report_utils import log
     from .samplers import CountingModel
     from .train import train_model
@@ -77,11 +76,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     net = CountingModel(model.denoiser())
     # The same streams as the benchmark's: image i of --seed here is image i of that seed's cells. A latent
     # model draws x_T in its own shape, and its samples are decoded.
-    x_T = initial_noise(sample_shape(model, preset.dataset), args.seed, range(args.n), device)
-    x = method.sample(model, x_T, args.nfe, net=net, noise=ImageNoise(args.seed, range(args.n)))
-    if method.decoder is not None:
-        with torch.no_grad():
-            x = method.decoder(model)(x)
+    x = generate(method, model, args.nfe, seed=args.seed, images=args.n, shape=sample_shape(model, preset.dataset),
+                 net=net)
     save_samples(x, args.out, title=f"{method.name}, {net.nfe} NFE")
     log(f"{args.n} samples from {method.name} at {net.nfe} NFE -> {args.out}")
 

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from .denoisers import Denoiser
+from .generate import generate
 from .metrics.fid import fid as frechet_distance
-from .noise import ImageNoise, initial_noise
 
 BLOCK_VALUES = 2**24  # float64 values per block of the softmax over training points (128 MB)
 
@@ -123,10 +123,7 @@ def eps_errors(net: nn.Module, oracle: OracleEps, points: Tensor, alpha_bar: Ten
 
 def draw(method: Any, model: Any, net: nn.Module, shape: tuple[int, ...], nfe: int, n: int, seed: int) -> Tensor:
     """n samples at ``nfe`` by the method's sampler on ``net``, from the bench's initial noise and streams."""
-    x_T = initial_noise(shape, seed, range(n))
-    noise = ImageNoise(seed, range(n))
-    with torch.no_grad():
-        return method.sample(model, x_T, nfe, noise=noise, net=net)
+    return generate(method, model, nfe, seed=seed, images=n, shape=shape, net=net, decode=False)
 
 
 @dataclass(frozen=True)
