@@ -3,7 +3,6 @@ killed midway then re-run (no finished row lost, none duplicated)."""
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import signal
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from trilemma_bench.benchmark.request import BenchRequest
 from trilemma_bench.benchmark.results import KEY, read_results, results_path, upsert_row
 from trilemma_bench.benchmark.timing import FlopProbe, peak_flops, time_batches
 
@@ -46,7 +46,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory):
         torch.set_num_threads(threads)
 
 
-def bench_args(results: Path, **over) -> argparse.Namespace:
+def bench_args(results: Path, **over) -> BenchRequest:
     base = {
         "method": "ddim",
         "preset": "smoke",
@@ -65,7 +65,7 @@ def bench_args(results: Path, **over) -> argparse.Namespace:
         "threads": 1,
         "repeats": None,
     }
-    return argparse.Namespace(**{**base, **over})
+    return BenchRequest(**{**base, **over})
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -398,11 +398,11 @@ def test_results_table_columns_cover_the_issue(cache: Path, tmp_path: Path) -> N
 
 
 def test_dry_run_counts_each_nfe_and_picks_a_short_warmup(cache: Path, tmp_path: Path) -> None:
-    from trilemma_bench.benchmark.config import WARMUP_NFE, config_from_args, dry_run
+    from trilemma_bench.benchmark.config import WARMUP_NFE, dry_run, make_config
 
-    plan = dry_run(config_from_args(bench_args(tmp_path, method="ddpm-fixedsmall", nfe=[3, 1000])))
+    plan = dry_run(make_config(bench_args(tmp_path, method="ddpm-fixedsmall", nfe=[3, 1000])))
     assert plan.counted == {3: 3, 1000: 1000} and plan.warmup == {3: 3, 1000: WARMUP_NFE}
-    plan = dry_run(config_from_args(bench_args(tmp_path, method="ddim", nfe=[3, 100])))
+    plan = dry_run(make_config(bench_args(tmp_path, method="ddim", nfe=[3, 100])))
     assert plan.counted == {3: 4, 100: 100}  # DDIM's uniform skip, range(0, T, T // 3), makes 4 calls: measured
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 from pathlib import Path
@@ -24,8 +23,10 @@ def test_blocks_are_whole_batches_that_tile_the_cell() -> None:
         check_shards(64, 32, 3)
 
 
-def _args(results: Path, devices: int, method: str) -> argparse.Namespace:
-    return argparse.Namespace(
+def _args(results: Path, devices: int, method: str):
+    from trilemma_bench.benchmark.request import BenchRequest
+
+    return BenchRequest(
         method=method, preset="smoke", dataset=None, device="cpu", retrain=False, steps=40, nfe=[5], seeds=[0],
         num_samples=96, batch_size=32, bf16=False, compile=False, extractor=None, results=results, threads=1,
         repeats=None, devices=devices, strategy="auto",

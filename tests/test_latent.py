@@ -170,14 +170,15 @@ def test_every_f_has_its_methods_and_the_short_names_resolve() -> None:
 
 def test_bench_rows_time_the_decoder_apart(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real latent method through the harness: sampler and decoder timed apart, both FLOPs counted."""
-    import argparse
 
     from trilemma_bench.benchmark.harness import run_bench
 
     ldm, _, root, _, _ = trained
     monkeypatch.setattr("trilemma_bench.train.train_model", lambda *a, **k: (ldm, root / "x.ckpt"))
     monkeypatch.setitem(PRESETS, TINY.name, TINY)
-    args = argparse.Namespace(method="ldm-ddim", preset=TINY.name, dataset=None, device="cpu", retrain=False, steps=None,
+    from trilemma_bench.benchmark.request import BenchRequest
+
+    args = BenchRequest(method="ldm-ddim", preset=TINY.name, dataset=None, device="cpu", retrain=False, steps=None,
                               nfe=[5], seeds=[0], num_samples=64, batch_size=32, bf16=False, compile=False,
                               extractor="raw", results=tmp_path, threads=1, repeats=None)
     row = run_bench(args)[0]

@@ -4,6 +4,7 @@ methods); their options are in cli_parser.py."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,6 +20,16 @@ def _preset(args: argparse.Namespace):
     if args.steps is not None:
         preset = preset.with_steps(args.steps)
     return preset
+
+
+def _request(args: argparse.Namespace, **override):
+    """The bench request of the parsed options (other commands' extra ones ignored), ``override`` on top: the one
+    place a Namespace becomes the typed request everything below reads."""
+    from .benchmark.request import BenchRequest
+
+    names = {f.name for f in dataclasses.fields(BenchRequest)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return BenchRequest(**{**values, **override})
 
 
 def _not_all(args: argparse.Namespace) -> None:
@@ -88,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.method == ALL:
         bench_all(args)
     else:
-        run_bench(args)
+        run_bench(_request(args))
 
 
 def bench_all(args: argparse.Namespace) -> dict[str, int]:
@@ -99,7 +110,7 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
 
     from rich.markup import escape
 
-    from .benchmark.config import config_from_args, dry_run
+    from .benchmark.config import dry_run, make_config
     from .benchmark.harness import run_bench
     from .methods import METHODS
     from .report_utils import console, log
@@ -115,16 +126,12 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
     if not names:
         raise ValueError(f"preset {preset.name!r} configures no model that a method samples from")
 
-    # One Namespace per method, as the parser makes it for `bench --method <name>` with the same options.
-    per_method = {}
-    for name in names:
-        ns = build_parser().parse_args(["bench", "--method", name])
-        ns.__dict__.update({k: v for k, v in vars(args).items() if k != "method"})
-        per_method[name] = ns
+    # One request per method: `bench --method <name>` with the same options.
+    per_method = {name: _request(args, method=name) for name in names}
     specs = {}
-    for name, ns in per_method.items():
+    for name, req in per_method.items():
         try:
-            cfg = config_from_args(ns)
+            cfg = make_config(req)
             dry_run(cfg)
         except ValueError as err:
             raise ValueError(f"--method {ALL}: method {name}: {err}") from None
@@ -134,10 +141,10 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
     done: dict[str, int] = {}
     failed: dict[str, str] = {}
     retrained: set[str] = set()
-    for name, ns in per_method.items():
-        ns.retrain = bool(getattr(args, "retrain", False)) and not specs[name] <= retrained  # once per model
+    for name, req in per_method.items():
+        retrain = bool(getattr(args, "retrain", False)) and not specs[name] <= retrained  # once per model
         try:
-            done[name] = len(run_bench(ns))
+            done[name] = len(run_bench(dataclasses.replace(req, retrain=retrain)))
             retrained |= specs[name]
         except Exception as err:  # noqa: BLE001  one method's failure must not cost the others' rows
             failed[name] = f"{type(err).__name__}: {err}"
@@ -175,11 +182,9 @@ def cmd_curve(args: argparse.Namespace) -> None:
     if not files:
         raise ValueError(f"no kept checkpoints of {method.spec_for(nfe).tag}-{preset.name}: train it "
                          f"(`trilemma-bench train --method {args.method} --preset {preset.name}`) first")
+
     for path in files:
-        ns = build_parser().parse_args(["bench", "--method", args.method])
-        ns.__dict__.update({k: v for k, v in vars(args).items() if k in vars(ns) and k not in ("nfe", "command")})
-        ns.nfe, ns.weights, ns.bpd_images = [nfe], path, 0
-        run_bench(ns)
+        run_bench(_request(args, nfe=[nfe], weights=path, bpd_images=0))
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:

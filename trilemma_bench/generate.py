@@ -7,11 +7,15 @@ stages (``Method.sample``, then ``Method.decoder``) under the timing protocol, w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
-from .methods import Method
 from .noise import ImageNoise, initial_noise
+
+if TYPE_CHECKING:  # the models' oracles (diagnose) call generate: a run-time import would close a circle
+    from .methods import Method
 
 
 def generate(method: Method, model: nn.Module, nfe: int, *, seed: int, images: range | int, shape: tuple[int, ...],

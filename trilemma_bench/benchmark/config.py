@@ -8,7 +8,6 @@ sampler's arithmetic.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..noise import ImageNoise
 from ..presets import PRESETS, Preset
 from ..samplers import CountingModel
 from .distributed import SPAWN, check_shards
+from .request import BenchRequest
 from .speed import check_options
 
 PRDC_K = 5
@@ -60,21 +60,21 @@ class BenchConfig:
         return self.method.spec_for(nfe)
 
 
-def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """Validate the command line into a config; raises ValueError with what to change."""
+def make_config(req: BenchRequest) -> BenchConfig:
+    """Validate a request into a config; raises ValueError with what to change."""
     from ..metrics.features import KINDS, default_extractor
     from ..train import resolve_preset
 
-    method = get_method(args.method)
-    if args.preset not in PRESETS:
-        raise ValueError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
-    preset = resolve_preset(PRESETS[args.preset], getattr(args, "dataset", None))
+    method = get_method(req.method)
+    if req.preset not in PRESETS:
+        raise ValueError(f"unknown preset {req.preset!r}: choose one of {', '.join(PRESETS)}")
+    preset = resolve_preset(PRESETS[req.preset], req.dataset)
     preset.train_config(method.model)  # a preset without this method's model says so now
-    if getattr(args, "steps", None) is not None:
-        preset = preset.with_steps(args.steps)
+    if req.steps is not None:
+        preset = preset.with_steps(req.steps)
 
-    nfes = tuple(getattr(args, "nfe", None) or method.default_nfe)
-    seeds = tuple(getattr(args, "seeds", None) or (0,))
+    nfes = tuple(req.nfe or method.default_nfe)
+    seeds = tuple(req.seeds or (0,))
     bad = [n for n in nfes if not isinstance(n, int) or n < 1]
     if bad:
         raise ValueError(f"NFE must be positive integers, got {bad}")
@@ -83,17 +83,17 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be non-negative, got {list(seeds)}")
 
-    num_samples = getattr(args, "num_samples", None) or preset.num_samples
+    num_samples = req.num_samples or preset.num_samples
     if num_samples < PRDC_K + 1:
         raise ValueError(
             f"--num-samples {num_samples} is too few: precision/recall/density/coverage use the {PRDC_K}-th "
             f"nearest neighbour, so at least {PRDC_K + 1} samples are needed (hundreds for a meaningful number)"
         )
-    repeats = getattr(args, "repeats", None)
+    repeats = req.repeats
     if repeats is not None and repeats < 1:
         raise ValueError(f"--repeats must be positive, got {repeats}")
     min_repeats = int(repeats or MIN_REPEATS_CPU)
-    batch_size = getattr(args, "batch_size", None)
+    batch_size = req.batch_size
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
     if batch_size is None:
@@ -101,8 +101,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         # otherwise batch 0 is sampled again only to be timed (1000 digits at 500 a batch: +50% work).
         batch_size = max(1, min(preset.sample_batch_size, num_samples // min_repeats))
     batch_size = min(batch_size, num_samples)
-    devices = int(getattr(args, "devices", None) or 1)
-    strategy = getattr(args, "strategy", None) or "auto"
+    devices = int(req.devices or 1)
+    strategy = req.strategy or "auto"
     if devices > 1 and strategy not in ("auto", SPAWN):
         raise ValueError(
             f"bench --devices {devices} trains and then samples inside one command, in spawned processes: use "
@@ -110,15 +110,15 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             "it is for `trilemma-bench train`"
         )
     check_shards(num_samples, batch_size, devices)
-    bpd_images = getattr(args, "bpd_images", None)
+    bpd_images = req.bpd_images
     bpd_images = BPD_IMAGES if bpd_images is None else bpd_images
     if bpd_images < 0:
         raise ValueError(f"--bpd-images must be 0 (no bits/dim) or positive, got {bpd_images}")
 
-    device = resolve_device(getattr(args, "device", "auto"))
-    speed = {k: bool(getattr(args, k, False)) for k in ("compile", "channels_last", "cuda_graphs")}
+    device = resolve_device(req.device)
+    speed = {k: bool(getattr(req, k)) for k in ("compile", "channels_last", "cuda_graphs")}
     check_options(device, **speed)
-    extractor = getattr(args, "extractor", None) or default_extractor(preset.dataset)
+    extractor = req.extractor or default_extractor(preset.dataset)
     if extractor not in KINDS:
         raise ValueError(f"unknown extractor {extractor!r}: choose one of {', '.join(KINDS)}")
     if not DATASETS[preset.dataset].is_image and extractor != "raw":
@@ -133,18 +133,18 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         num_samples=num_samples,
         batch_size=batch_size,
         device=device,
-        bf16=bool(getattr(args, "bf16", False)),
+        bf16=bool(req.bf16),
         compile=speed["compile"],
         channels_last=speed["channels_last"],
         cuda_graphs=speed["cuda_graphs"],
         devices=devices,
         extractor=extractor,
-        results_dir=Path(getattr(args, "results", None) or "results"),
-        retrain=bool(getattr(args, "retrain", False)),
+        results_dir=Path(req.results or "results"),
+        retrain=bool(req.retrain),
         min_repeats=min_repeats,
         bpd_images=bpd_images,
-        train_seed=int(getattr(args, "train_seed", 0) or 0),
-        weights=_weights_file(getattr(args, "weights", None), method, nfes),
+        train_seed=int(req.train_seed or 0),
+        weights=_weights_file(req.weights, method, nfes),
     )
 
 

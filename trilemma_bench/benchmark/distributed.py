@@ -12,7 +12,6 @@ launcher that re-runs the command per process (``ddp``) would repeat whole in ev
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from collections.abc import Callable
@@ -85,24 +84,22 @@ def check_shards(n: int, batch: int, world: int) -> None:
         )
 
 
-def run_sharded(args: argparse.Namespace, plan: Any, devices: int, accelerator: str, *,
-                make_config: Callable[[argparse.Namespace], Any], cells: Callable[..., list[dict[str, Any]]]
+def run_sharded(req: Any, plan: Any, devices: int, accelerator: str, *, make_config: Callable[[Any], Any],
+                cells: Callable[..., list[dict[str, Any]]], commit: str, sources: dict[str, str]
                 ) -> list[dict[str, Any]]:
     """Spawn ``devices`` processes that bench the cells together; returns rank 0's rows. Each process builds its
     config with ``make_config`` and runs ``cells`` (the harness passes both: this module sits below it)."""
     import lightning as L
 
     fabric = L.Fabric(accelerator=accelerator, devices=devices, strategy=SPAWN)
-    return fabric.launch(_worker, args, plan, make_config, cells)
+    return fabric.launch(_worker, req, plan, make_config, cells, commit, sources)
 
 
-def _worker(fabric: Any, args: argparse.Namespace, plan: Any, make_config: Callable[[argparse.Namespace], Any],
-            cells: Callable[..., list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _worker(fabric: Any, req: Any, plan: Any, make_config: Callable[[Any], Any],
+            cells: Callable[..., list[dict[str, Any]]], commit: str, sources: dict[str, str]) -> list[dict[str, Any]]:
     import torch
 
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    cfg = dataclasses.replace(make_config(args), device=fabric.device)
-    return cells(cfg, plan, Shard(fabric.global_rank, fabric.world_size, fabric),
-                 commit=args.git_commit, sources=args.weights_sources)
+    if req.threads is not None:
+        torch.set_num_threads(req.threads)
+    cfg = dataclasses.replace(make_config(req), device=fabric.device)
+    return cells(cfg, plan, Shard(fabric.global_rank, fabric.world_size, fabric), commit=commit, sources=sources)

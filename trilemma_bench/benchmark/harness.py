@@ -14,7 +14,6 @@ The run, in order:
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -39,9 +38,10 @@ from ..paths import REFERENCE_DIR
 from ..quantize import quantize
 from ..report_utils import console, log
 from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
-from .config import BenchConfig, DryRun, config_from_args, dry_run, sample_shape
+from .config import BenchConfig, DryRun, dry_run, make_config, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path, weights_digest
+from .request import BenchRequest
 from .results import read_results, upsert_row, write_schedule
 from .scoring import load_reference, real_sets, score, score_parts, shard_parts
 from .speed import accelerated
@@ -49,16 +49,16 @@ from .timing import FlopProbe, device_name, set_threads
 from .timing_run import TimingRun
 
 
-def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_bench(req: BenchRequest) -> list[dict[str, Any]]:
     """The ``bench`` command: every (seed, NFE) cell of one method, one row each. Returns the cells' rows."""
     from ..train import train_model
 
-    cfg = config_from_args(args)
-    set_threads(getattr(args, "threads", None))  # recorded in every row
+    cfg = make_config(req)
+    set_threads(req.threads)  # recorded in every row
     plan = dry_run(cfg)
     # The code that runs is the code checked out now: training can take an hour, and a commit made meanwhile
-    # must not be named by rows it did not produce. Workers of a sharded run take it from args.
-    args.git_commit = git_commit()
+    # must not be named by rows it did not produce. Workers of a sharded run are given it.
+    commit = git_commit()
     log(
         f"bench {cfg.method.name} on {cfg.preset.dataset} (preset {cfg.preset.name}): NFE {list(cfg.nfes)}, "
         f"seeds {list(cfg.seeds)}, {cfg.num_samples} samples in batches of {cfg.batch_size} on {cfg.device}"
@@ -68,15 +68,15 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     # Train (or find) every model first; the rows say where each one's weights came from (shipped, cached,
     # trained), which the later load in bench_cells cannot tell (a model trained now is cached by then).
-    args.weights_sources = {}
+    sources: dict[str, str] = {}
     for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes) if cfg.weights is None else ():
         module, _ = train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
                                 strategy=SPAWN if cfg.devices > 1 else "auto", seed=cfg.train_seed)
-        args.weights_sources[spec.tag] = module.weights_source
+        sources[spec.tag] = module.weights_source
     if cfg.devices > 1:
-        return run_sharded(args, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu",
-                           make_config=config_from_args, cells=bench_cells)
-    return bench_cells(cfg, plan, Shard(), commit=args.git_commit, sources=args.weights_sources)
+        return run_sharded(req, plan, cfg.devices, "gpu" if cfg.device.type == "cuda" else "cpu",
+                           make_config=make_config, cells=bench_cells, commit=commit, sources=sources)
+    return bench_cells(cfg, plan, Shard(), commit=commit, sources=sources)
 
 
 def load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, str, FlopProbe | None]]:

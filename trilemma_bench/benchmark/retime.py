@@ -11,7 +11,7 @@ and listed; nothing is trained.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -24,8 +24,9 @@ import torch
 
 from ..noise import ImageNoise, initial_noise
 from ..report_utils import log
-from .config import BenchConfig, config_from_args, dry_run, sample_shape
+from .config import BenchConfig, dry_run, make_config, sample_shape
 from .harness import load_models
+from .request import BenchRequest
 from .results import KEY, read_results, set_columns
 from .timing import _sync, device_name, precision
 from .timing_run import TimingRun
@@ -61,15 +62,15 @@ def _jobs_of(method: str, train_seed: int, rows: pd.DataFrame, preset: str, devi
              ) -> tuple[list[Job], list[str]]:
     """The jobs of one method's rows of one training run, and the rows skipped (with why)."""
     first = rows.iloc[0]
-    args = argparse.Namespace(method=method, preset=preset, dataset=first["dataset"], device=device, train_seed=train_seed,
-                              nfe=sorted({int(n) for n in rows["nfe_requested"].fillna(rows["nfe"])}),
-                              seeds=sorted({int(s) for s in rows["seed"]}), num_samples=int(first["num_samples"]),
-                              batch_size=int(first["batch_size"]), results=None, steps=None)
-    cfg: BenchConfig = config_from_args(args)
+    req = BenchRequest(method=method, preset=preset, dataset=first["dataset"], device=device, train_seed=train_seed,
+                       nfe=sorted({int(n) for n in rows["nfe_requested"].fillna(rows["nfe"])}),
+                       seeds=sorted({int(s) for s in rows["seed"]}), num_samples=int(first["num_samples"]),
+                       batch_size=int(first["batch_size"]))
+    cfg: BenchConfig = make_config(req)
     steps = pd.to_numeric(rows.get("train_steps"), errors="coerce").dropna().unique() if "train_steps" in rows else []
     if len(steps) == 1 and int(steps[0]) != cfg.preset.train_config(cfg.method.model).train_steps:
-        args.steps = int(steps[0])  # the rows' models were trained for other than the preset's length (--steps)
-        cfg = config_from_args(args)
+        # the rows' models were trained for other than the preset's length (--steps)
+        cfg = make_config(dataclasses.replace(req, steps=int(steps[0])))
     from ..train import has_weights
 
     missing = [spec.tag for spec in {cfg.spec_for(n) for n in cfg.nfes}

@@ -1,0 +1,45 @@
+"""What a bench is asked to do, typed: built once by the command line (or ``trilemma_bench.bench``), read by the
+config, the harness and the distributed workers. Nothing below the command line reads its parsed arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import LOCAL_DIR
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """The options of ``trilemma-bench bench``, with its defaults."""
+
+    method: str
+    preset: str = "digits"
+    dataset: str | None = None
+    nfe: Sequence[int] | None = None  # None: the method's grid
+    seeds: Sequence[int] = (0,)
+    num_samples: int | None = None  # None: the preset's
+    batch_size: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    bf16: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    extractor: str | None = None
+    results: Path = LOCAL_DIR
+    repeats: int | None = None
+    bpd_images: int | None = None
+    retrain: bool = False
+    steps: int | None = None
+    train_seed: int = 0
+    weights: Path | None = None
+    devices: int = 1
+    strategy: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "results", Path(self.results) if self.results is not None else LOCAL_DIR)
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if self.nfe is not None:
+            object.__setattr__(self, "nfe", tuple(self.nfe))
