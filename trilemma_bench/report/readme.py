@@ -39,11 +39,24 @@ def _timing_sentence(key: dict, rows: pd.DataFrame) -> str:
         return "These rows carry no timing run: their times are not comparable with each other."
     before = pd.to_numeric(cells.get("timing_load_before"), errors="coerce").dropna()
     after = pd.to_numeric(cells.get("timing_load_after"), errors="coerce").dropna()
-    load = f", load average {before.min():g} before and {after.min():g}-{after.max():g} during" if len(before) else ""
+    load = f", load average {_span(before)} before and {_span(after)} after" if len(before) else ""
     order = ", ".join(sorted(set(cells["timing_order"].dropna().astype(str)))) if "timing_order" in cells else "?"
     return (f"Every time in this table comes from one timing run, `{run}` ({key['device_name']}, "
             f"{key['threads']} thread{'s' if key['threads'] != '1' else ''}, {order}{load}), made with "
             f"`{RETIME_COMMAND}`.")
+
+
+def _span(values: pd.Series) -> str:
+    low, high = f"{values.min():.2f}", f"{values.max():.2f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def _trainings_note(cells: pd.DataFrame) -> str:
+    second = sorted({m.split(" (training")[0] for m in cells["method"] if "(training" in m})
+    if not second:
+        return "mean ± 95% t interval over seeds; one training run per model"
+    return (f"mean ± 95% t interval over the sampling seeds of one training; {' and '.join(second)} trained a "
+            "second time, rows marked `(training 1)`")
 
 
 def _floor_sentence(rows: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -61,11 +74,12 @@ def answer_block(results_dir: Path = REFERENCE_DIR) -> str:
     key, rows, summary = _section(results_dir)
     table = answer_table(summary, rows)
     cells = rows[rows["method"] != REAL]
+    n_methods = cells["method"].str.replace(r" \(training \d+\)$", "", regex=True).nunique()
     scope = (f"`{key['dataset']}` (preset {key['preset']}), {key['num_samples']} samples per cell, "
-             f"{key['feature_extractor']} features; {len(cells)} rows, {cells['method'].nunique()} methods, seeds "
+             f"{key['feature_extractor']} features; {len(cells)} rows, {n_methods} methods, seeds "
              f"{', '.join(str(int(s)) for s in sorted(cells['seed'].unique()))}")
     return "\n".join([
-        f"Which method at my budget, on {scope} (mean ± 95% t interval over seeds; one training run per model):",
+        f"Which method at my budget, on {scope} ({_trainings_note(cells)}):",
         "", markdown(table, left=5), "",
         ("'tied: k' = k other cells not significantly different (paired by seed, Holm-corrected); 'given up' = the "
          "gap to the best cell at any budget."), _timing_sentence(key, rows), _floor_sentence(rows, summary),
