@@ -28,7 +28,8 @@ from trilemma_bench.methods.vdm import (
     recon_nats,
     vlb_terms,
 )
-from trilemma_bench.methods.vdm_samplers import VDMDenoiser, ancestral_steps
+from trilemma_bench.methods.vdm_denoiser import VDMDenoiser
+from trilemma_bench.methods.vdm_samplers import ancestral_steps
 from trilemma_bench.methods.vdm_schedule import schedule_table
 from trilemma_bench.schedules import GAMMA_MAX, GAMMA_MIN, GAMMA_TYPES, FixedLinearGamma, make_gamma
 

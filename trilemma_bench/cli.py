@@ -116,6 +116,8 @@ def bench_all(args: argparse.Namespace) -> dict[str, int]:
     from .report_utils import console, log
     from .train import resolve_preset
 
+    if any(getattr(args, k, None) for k in ("solver", "schedule", "model")):
+        raise ValueError(f"--solver, --schedule and --model name one method: they cannot be combined with --method {ALL}")
     if getattr(args, "nfe", None):
         raise ValueError(f"--nfe cannot be combined with --method {ALL}: each method runs its own default grid "
                          "(`trilemma-bench methods` lists them); bench one method to choose its NFEs")

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="methods with a likelihood (vdm, ddpm-fixed*): bits/dim bound of this many test images in "
                         "every row (default: 500, or the whole split if smaller; 0: none)")
 
+    p.add_argument("--solver", default=None,
+                   help="walk the method's network with this solver instead of its sampler: ddim, dpmpp-2m, "
+                        "dpmpp-3m, heun, or module:function (walk(model, x, times) -> x_0)")
+    p.add_argument("--schedule", default=None,
+                   help="on these times (default: the solver's own): uniform, linspace, logsnr, edm, or "
+                        "module:function (schedule(model, steps) -> times)")
+    p.add_argument("--model", default=None,
+                   help="bench a network of your own instead of the method's: module:factory (returns a model "
+                        "keeping the contract) or diffusers:PATH (a local diffusers UNet2DModel + scheduler folder)")
     p.add_argument("--weights", type=Path, default=None,
                    help="sample from this shipped-format file (.safetensors with its .json) instead of the model the "
                         "preset resolves to (shipped, cached or trained)")

@@ -44,6 +44,9 @@ class GeneratorNoise:
 class Denoiser(nn.Module):
     """eps(x, t) of a VP diffusion on the index grid of ``alpha_bar`` (``prediction``: what ``net`` returns)."""
 
+    # Trained on the grid's integer times: a schedule of noise levels (EDM's) evaluates each at the nearest one.
+    discrete = True
+
     def __init__(self, net: Net, alpha_bar: Tensor, *, prediction: str = "eps"):
         super().__init__()
         if prediction not in ("eps", "x0"):

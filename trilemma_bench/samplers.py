@@ -10,6 +10,7 @@ benchmarks, :mod:`trilemma_bench.noise`). Samplers never count network evaluatio
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -52,25 +53,27 @@ def _batch_t(t: int, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
 
 
+Times = Sequence[float | None]  # index times, noisiest first; None is the data itself (alpha-bar = 1)
+
+
+def uniform_times(num_train_steps: int, nfe: int, skip: str = "uniform") -> list[float | None]:
+    """DDIM's schedule: its timestep subsequence, noisiest first, then the data (s = -1 in its code)."""
+    return [*map(float, reversed(ddim_timesteps(num_train_steps, nfe, skip))), None]
+
+
+def _alpha_bar(model: Denoiser, t: float | None) -> Tensor:
+    return model.alpha_bar_at(t) if t is not None else torch.tensor(1.0, dtype=torch.float64)
+
+
 @torch.no_grad()
-def ddim_sample(
-    model: Denoiser,
-    x: Tensor,
-    *,
-    nfe: int,
-    eta: float = 0.0,
-    skip: str = "uniform",
-    clip_x0: bool = False,
-    noise: NoiseSource | None = None,
-) -> Tensor:
-    """Song et al. 2021, Eq. 12: the generalized (eta) step from t to s = previous timestep, s=-1 meaning a_s=1."""
-    a = model.alpha_bar.to(x.device)
-    seq = ddim_timesteps(len(a), nfe, skip)
+def ddim_walk(model: Denoiser, x: Tensor, times: Times, *, eta: float = 0.0, clip_x0: bool = False,
+              noise: NoiseSource | None = None) -> Tensor:
+    """Song et al. 2021, Eq. 12: the generalized (eta) step from each time to the next; one call per step."""
     if eta > 0 and noise is None:
         raise ValueError("DDIM with eta > 0 is stochastic: pass a noise source")
-    for t, s in zip(reversed(seq), reversed([-1, *seq[:-1]])):
-        a_t, a_s = a[t], (a[s] if s >= 0 else a.new_tensor(1.0))
-        eps = model(x, _batch_t(t, x))
+    for t, s in itertools.pairwise(times):
+        a_t, a_s = _alpha_bar(model, t), _alpha_bar(model, s)
+        eps = model(x, _batch_time(t, x))
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
         if clip_x0:
             x0 = x0.clamp(-1, 1)
@@ -79,6 +82,14 @@ def ddim_sample(
         z = noise.randn_like(x) if eta > 0 else 0.0
         x = (a_s.sqrt() * x0 + c1 * z + c2 * eps).to(x.dtype)
     return x
+
+
+def ddim_sample(model: Denoiser, x: Tensor, *, nfe: int, eta: float = 0.0, skip: str = "uniform",
+                clip_x0: bool = False, noise: NoiseSource | None = None) -> Tensor:
+    """DDIM as its paper's code runs it: :func:`ddim_walk` on :func:`uniform_times`."""
+    if eta > 0 and noise is None:
+        raise ValueError("DDIM with eta > 0 is stochastic: pass a noise source")
+    return ddim_walk(model, x, uniform_times(model.num_steps, nfe, skip), eta=eta, clip_x0=clip_x0, noise=noise)
 
 
 @torch.no_grad()
@@ -219,14 +230,27 @@ def dpmpp_2m_timesteps(num_train_steps: int, nfe: int) -> list[int]:
     return [int(t) for t in np.linspace(0, num_train_steps - 1, nfe + 1).round()[::-1][:-1]]
 
 
+def multistep_orders(times: Times, order: int) -> list[int]:
+    """Orders of a multistep DPM-Solver++ walk: warming up (at most i + 1), lower orders at the end below 10 steps
+    (the official ``lower_order_final``), and first order on a last step to sigma = 0 (its only possible one)."""
+    steps = len(times) - 1
+    orders = [min(i + 1, order, steps - i if steps < 10 else order) for i in range(steps)]
+    if times[-1] is None:
+        orders[-1] = 1
+    return orders
+
+
 @torch.no_grad()
+def dpmpp_walk(model: Denoiser, x: Tensor, times: Times, *, order: int = 2) -> Tensor:
+    """Multistep DPM-Solver++ of ``order`` (Lu et al. 2022) along ``times``; one call per step."""
+    return _dpmpp_multistep(model, x, times, multistep_orders(times, order))
+
+
 def dpmpp_2m_sample(model: Denoiser, x: Tensor, *, nfe: int) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) as diffusers' DPMSolverMultistepScheduler runs it by
     default: midpoint, linspace timesteps, final sigma 0; first and last steps first order (the last one
     returns the x0 prediction at round((K-1)/nfe)); NFE = nfe."""
-    steps = dpmpp_2m_timesteps(model.num_steps, nfe)
-    orders = [1 if i in (0, nfe - 1) else 2 for i in range(nfe)]
-    return _dpmpp_multistep(model, x, [*steps, None], orders)
+    return dpmpp_walk(model, x, [*dpmpp_2m_timesteps(model.num_steps, nfe), None], order=2)
 
 
 def logsnr_times(model: Denoiser, nfe: int) -> list[float]:
@@ -238,15 +262,13 @@ def logsnr_times(model: Denoiser, nfe: int) -> list[float]:
     return [float(model.num_steps - 1), *t[1:-1], 0.0]  # the ends exactly, not as the bisection finds them
 
 
-@torch.no_grad()
 def dpmpp_3m_sample(model: Denoiser, x: Tensor, *, nfe: int) -> Tensor:
     """Multistep DPM-Solver++ of order 3 with logSNR spacing (Lu et al. 2022; the official dpm_solver_pytorch
     ``sample(method='multistep', order=3, skip_type='logSNR', lower_order_final=True)``): orders 1, 2, then 3;
     below 10 steps the last steps drop to order 2 then 1. Ends at index 0 (t = 1/K), not sigma 0; NFE = nfe."""
     if nfe < 3:
         raise ValueError(f"DPM-Solver++(3M) needs at least 3 steps (its order), got nfe={nfe}")
-    orders = [min(i + 1, 3, nfe - i if nfe < 10 else 3) for i in range(nfe)]
-    return _dpmpp_multistep(model, x, logsnr_times(model, nfe), orders)
+    return dpmpp_walk(model, x, logsnr_times(model, nfe), order=3)
 
 
 def _sigma(alpha_bar: Tensor) -> Tensor:
@@ -279,29 +301,39 @@ def edm_sigmas(model: Denoiser, steps: int, *, sigma_min: float = 0.002, sigma_m
     return [*sigmas.tolist(), 0.0], [*times.tolist(), None]
 
 
-@torch.no_grad()
 def heun_sample(model: Denoiser, x: Tensor, *, nfe: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
                 rho: float = 7.0, snap: bool = True) -> Tensor:
-    """Karras et al. 2022, Algorithm 1 (deterministic Heun, S_churn = 0), on the eps network through the VP
-    preconditioning D(x; sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t(sigma)) of EDM's iDDPMPrecond.
+    """Karras et al. 2022, Algorithm 1 (deterministic Heun, S_churn = 0) on EDM's schedule (:func:`edm_sigmas`).
 
     N noise levels make 2N - 1 calls (no correction on the last step, to sigma = 0), so ``nfe`` must be odd.
-    x is the standard normal x_T; Algorithm 1 starts from x_0 ~ N(0, sigma_0^2 I), i.e. sigma_0 x_T.
     """
     if nfe < 3 or nfe % 2 == 0:
         raise ValueError(f"Heun makes 2N - 1 network calls for N noise levels (N >= 2): ask for an odd NFE of "
                          f"at least 3 (e.g. {max(3, nfe - 1)} or {max(5, nfe + 1)}), got {nfe}")
     sigmas, times = edm_sigmas(model, (nfe + 1) // 2, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, snap=snap)
+    return heun_walk(model, x, times, sigmas=sigmas)
+
+
+@torch.no_grad()
+def heun_walk(model: Denoiser, x: Tensor, times: Times, *, sigmas: Sequence[float] | None = None) -> Tensor:
+    """Karras et al. 2022, Algorithm 1 (deterministic Heun, S_churn = 0) along ``times``, on the eps network
+    through the VP preconditioning D(x; sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t(sigma)) of EDM's
+    iDDPMPrecond; 2 calls per step but the last (no correction). ``sigmas``: the levels where the schedule
+    knows them exactly (else each time's own). x is the standard normal x_T; Algorithm 1 starts from sigma_0 x_T.
+    """
+    if sigmas is None:
+        sigmas = [float(_sigma(model.alpha_bar_at(t))) if t is not None else 0.0 for t in times]
 
     def slope(x: Tensor, i: int) -> Tensor:
         """dx/dsigma = (x - D(x; sigma_i)) / sigma_i, which the VP preconditioning makes eps itself."""
         return model(x / (1 + sigmas[i] ** 2) ** 0.5, _batch_time(times[i], x))
 
     x = x * sigmas[0]
+    last = len(sigmas) - 2
     for i in range(len(sigmas) - 1):
         d = slope(x, i)
         x_next = x + (sigmas[i + 1] - sigmas[i]) * d  # Euler step
-        if sigmas[i + 1] > 0:  # Heun's correction, except on the last step
+        if i < last:  # Heun's correction, except on the last step
             x_next = x + (sigmas[i + 1] - sigmas[i]) * (0.5 * d + 0.5 * slope(x_next, i + 1))
         x = x_next.to(x.dtype)
     return x

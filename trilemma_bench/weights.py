@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from .denoisers import Denoiser
 from .metrics._cache import digest_tensors
 
 # Digits of the weights SHA-1 that name a checkpoint in rows, grid files and shipped files.
@@ -94,6 +95,16 @@ class ShipsWeights:
         """The exact network of the empirical distribution of ``points``, in the place of ``denoiser()``: what a
         perfectly trained model computes (``diagnose``). Default: none."""
         raise ValueError(f"{type(self).__name__} has no exact oracle for `diagnose` yet")
+
+    def as_denoiser(self, net: nn.Module) -> Denoiser:
+        """``net`` (what ``denoiser()`` returns, perhaps counted or compiled) as an eps Denoiser on the model's time
+        grid, which any solver on any schedule can walk (``--solver``). Default: the model presents none."""
+        raise ValueError(f"{type(self).__name__} presents no eps denoiser: a solver cannot walk it (its own "
+                         "methods sample it)")
+
+    def finish(self, x: Tensor) -> Tensor:
+        """A solver's end point as samples (default: as it is; VDM: its decoder's most likely level)."""
+        return x
 
     def restore_raw(self) -> None:
         """After loading shipped weights: fill the training-only tensors that other code reads (default: none)."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..data import DATASETS
 from ..methods import Method, ModelSpec, get_method
+from ..methods.compose import model_method, solver_method
+from ..methods.external import load_model
 from ..noise import ImageNoise
 from ..presets import PRESETS, Preset
 from ..samplers import CountingModel
@@ -51,6 +54,9 @@ class BenchConfig:
     bpd_images: int = BPD_IMAGES  # 0: no bits/dim column
     train_seed: int = 0  # the training run of the models (a second training: another seed)
     weights: Path | None = None  # a shipped-format file to sample from instead of resolving the model (curves)
+    # A network given from outside (--model): used as it is, never trained; ``model_ref`` names it.
+    external: Any = None
+    model_ref: str = ""
 
     @property
     def dtype(self) -> str:
@@ -65,11 +71,20 @@ def make_config(req: BenchRequest) -> BenchConfig:
     from ..metrics.features import KINDS, default_extractor
     from ..train import resolve_preset
 
-    method = get_method(req.method)
     if req.preset not in PRESETS:
         raise ValueError(f"unknown preset {req.preset!r}: choose one of {', '.join(PRESETS)}")
     preset = resolve_preset(PRESETS[req.preset], req.dataset)
-    preset.train_config(method.model)  # a preset without this method's model says so now
+    external = None
+    if req.model is not None:
+        if req.weights is not None or req.devices > 1:
+            raise ValueError("--model brings its own weights on one process: leave out --weights and --devices")
+        label, external = load_model(req.model, DATASETS[preset.dataset].shape)
+        method = model_method(label, req.solver, req.schedule)
+    else:
+        method = get_method(req.method)
+        if req.solver is not None or req.schedule is not None:
+            method = solver_method(method, req.solver, req.schedule)
+        preset.train_config(method.model)  # a preset without this method's model says so now
     if req.steps is not None:
         preset = preset.with_steps(req.steps)
 
@@ -145,6 +160,8 @@ def make_config(req: BenchRequest) -> BenchConfig:
         bpd_images=bpd_images,
         train_seed=int(req.train_seed or 0),
         weights=_weights_file(req.weights, method, nfes),
+        external=external,
+        model_ref=req.model or "",
     )
 
 
@@ -197,7 +214,7 @@ def dry_run(cfg: BenchConfig) -> DryRun:
     def count(nfe: int) -> int:
         spec = cfg.spec_for(nfe)
         if spec not in models:
-            models[spec] = build_model(spec, cfg.preset)
+            models[spec] = cfg.external if cfg.external is not None else build_model(spec, cfg.preset)
         x = torch.zeros(2, *sample_shape(models[spec], cfg.preset.dataset))
         zero = CountingModel(lambda x_t, *args, **kwargs: torch.zeros_like(x_t))
         cfg.method.sample(models[spec], x, nfe, net=zero, noise=ImageNoise(0, range(len(x))))

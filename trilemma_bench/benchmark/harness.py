@@ -69,7 +69,8 @@ def run_bench(req: BenchRequest) -> list[dict[str, Any]]:
     # Train (or find) every model first; the rows say where each one's weights came from (shipped, cached,
     # trained), which the later load in bench_cells cannot tell (a model trained now is cached by then).
     sources: dict[str, str] = {}
-    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes) if cfg.weights is None else ():
+    given = cfg.weights is not None or cfg.external is not None
+    for spec in dict.fromkeys(cfg.spec_for(nfe) for nfe in cfg.nfes) if not given else ():
         module, _ = train_model(spec, cfg.preset, device=cfg.device.type, retrain=cfg.retrain, devices=cfg.devices,
                                 strategy=SPAWN if cfg.devices > 1 else "auto", seed=cfg.train_seed)
         sources[spec.tag] = module.weights_source
@@ -89,7 +90,9 @@ def load_models(cfg: BenchConfig) -> dict[ModelSpec, tuple[Any, FlopProbe, str, 
         spec = cfg.spec_for(nfe)
         if spec in models:
             continue
-        if cfg.weights is not None:  # one given file (a training-compute curve's checkpoint): named as it is
+        if cfg.external is not None:  # --model: the user's network, as it was given
+            model, path, name = cfg.external, Path(cfg.model_ref.rpartition(":")[2]), spec.tag
+        elif cfg.weights is not None:  # one given file (a training-compute curve's checkpoint): named as it is
             model, path = load_weights_file(spec, cfg.preset, cfg.weights), cfg.weights
             name = path.stem.rsplit("-", 1)[0]
         else:

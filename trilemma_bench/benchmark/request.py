@@ -14,7 +14,7 @@ from ..paths import LOCAL_DIR
 class BenchRequest:
     """The options of ``trilemma-bench bench``, with its defaults."""
 
-    method: str
+    method: str = "ddim"
     preset: str = "digits"
     dataset: str | None = None
     nfe: Sequence[int] | None = None  # None: the method's grid
@@ -37,6 +37,11 @@ class BenchRequest:
     weights: Path | None = None
     devices: int = 1
     strategy: str | None = None
+    # Schedule apart from solver: the method's network walked by this solver (a name or module:function) on this
+    # schedule (default: the solver's own); ``model``: a network of your own (module:factory or diffusers:PATH).
+    solver: str | None = None
+    schedule: str | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "results", Path(self.results) if self.results is not None else LOCAL_DIR)

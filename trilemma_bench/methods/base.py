@@ -46,6 +46,10 @@ class Method:
     # The variational bound the method's model and decoder define ("vdm", or DDPM's "fixedlarge"/"fixedsmall"
     # discretized decoder): its bits/dim join the rows. None: the method has no likelihood.
     likelihood: str | None = None
+    # The solver and schedule it pairs (``trilemma_bench.solver_schedule``), where its sampler is one walk along a
+    # schedule's times; "" for the ancestral samplers and DDGAN, whose steps are their own.
+    solver: str = ""
+    schedule: str = ""
 
     def spec_for(self, nfe: int) -> ModelSpec:
         return self.variant(nfe) if self.variant is not None else ModelSpec(self.model)

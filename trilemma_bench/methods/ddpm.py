@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from ..denoisers import Denoiser, eps_denoiser
 from ..ema import EMA
 from ..nets import build_net
 from ..optim import ClipsGradNorm, with_warmup
@@ -96,3 +97,6 @@ class DDPM(ShipsWeights, ClipsGradNorm, L.LightningModule):
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(x, t) network samplers run on: the EMA copy unless asked otherwise."""
         return (self.ema.module if ema else self.net).eval()
+
+    def as_denoiser(self, net: nn.Module) -> Denoiser:
+        return eps_denoiser(net, self.alpha_bar)

@@ -37,5 +37,6 @@ DDPM_METHODS: list[Method] = [
            "steps: the fair few-step ancestral baseline (DDIM with eta = 1 on the same subsequence, x0 clipped)",
            likelihood="fixedsmall"),
     Method("ddim", "ddpm", "ddim-eta0-uniform", _ddim, (10, 20, 50, 100),
-           "Song et al. 2021 deterministic DDIM (eta=0, uniform skip) on the DDPM network"),
+           "Song et al. 2021 deterministic DDIM (eta=0, uniform skip) on the DDPM network", solver="ddim",
+           schedule="uniform"),
 ]

@@ -56,15 +56,18 @@ def solver_methods(model_name: str, denoiser_fn: DenoiserFn, *, prefix: str = ""
         Method(f"{prefix}dpmpp-2m", model_name, "dpmpp-2m-midpoint-linspace-lof-sigma0",
                _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_2m_sample(m, x, nfe=nfe), finish), DPMPP_NFE,
                "DPM-Solver++(2M) (Lu et al. 2022) as diffusers' DPMSolverMultistepScheduler runs it by default: "
-               "midpoint, linspace timesteps from T-1, first and last steps first order, final sigma 0"),
+               "midpoint, linspace timesteps from T-1, first and last steps first order, final sigma 0",
+               solver="dpmpp-2m", schedule="linspace"),
         Method(f"{prefix}dpmpp-3m-logsnr", model_name, "dpmpp-3m-logsnr-lof10-end-t0",
                _with(denoiser_fn, lambda m, x, nfe: samplers.dpmpp_3m_sample(m, x, nfe=nfe), finish), DPMPP_NFE,
                "multistep DPM-Solver++ of order 3, logSNR spacing, lower orders at the end below 10 steps, "
-               "ending at the grid's first timestep (t = 1/K) as the official dpm-solver code does"),
+               "ending at the grid's first timestep (t = 1/K) as the official dpm-solver code does",
+               solver="dpmpp-3m", schedule="logsnr"),
         Method(f"{prefix}heun", model_name, f"heun-edm-rho{RHO:g}-sigma{SIGMA_MIN:g}-{SIGMA_MAX:g}-clamped-churn0-{t_rule}",
                _with(denoiser_fn, heun, finish), HEUN_NFE,
                "EDM (Karras et al. 2022) Algorithm 1, deterministic Heun, rho = 7, sigma 0.002..80 clamped to the "
-               "network's range, through the VP preconditioning of iDDPMPrecond; NFE = 2N - 1 (odd only)"),
+               "network's range, through the VP preconditioning of iDDPMPrecond; NFE = 2N - 1 (odd only)",
+               solver="heun", schedule="edm"),
     ]
 
 

@@ -19,16 +19,17 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from ..denoisers import Denoiser
 from ..ema import EMA
 from ..nets import build_net
 from ..optim import ClipsGradNorm, with_warmup
 from ..presets import TrainConfig
 from ..schedules import GAMMA_MAX, GAMMA_MIN, make_gamma
 from ..weights import ShipsWeights
+from .vdm_denoiser import net_time, vdm_denoiser
 from .vdm_schedule import save_schedule, schedule_table
 
 VAL_SEED = 4321  # validation times and noise are the same at every evaluation: the curve shows the model
-EMBED_SCALE = 1000.0  # the official get_timestep_embedding multiplies its [0, 1] input by 1000
 TERMS = ("diff", "prior", "recon")
 
 
@@ -94,11 +95,6 @@ def diffusion_nats(score: nn.Module, gamma: nn.Module, f: Tensor, t: Tensor, eps
     z_t = torch.sigmoid(-g).sqrt() * f + torch.sigmoid(g).sqrt() * eps
     eps_hat = score(z_t, net_time(g_t, gamma_min, gamma_max))
     return 0.5 * dg * (eps - eps_hat).pow(2).flatten(1).sum(1)
-
-
-def net_time(g: Tensor, gamma_min: float, gamma_max: float) -> Tensor:
-    """What the network is conditioned on: gamma normalised by the configured endpoints, times 1000."""
-    return EMBED_SCALE * (g - gamma_min) / (gamma_max - gamma_min)
 
 
 def vlb_terms(score: nn.Module, gamma: nn.Module, x: Tensor, *, levels: int, t: Tensor, eps: Tensor, eps_0: Tensor,
@@ -237,6 +233,13 @@ class VDM(ShipsWeights, ClipsGradNorm, L.LightningModule):
     def denoiser(self, ema: bool = True) -> nn.Module:
         """The eps(z, s) network samplers run on (s: net_time of gamma): the EMA copy unless asked otherwise."""
         return (self.ema.module if ema else self.core)["score"].eval()
+
+    def as_denoiser(self, net: nn.Module) -> Denoiser:
+        """``net`` with the EMA schedule it was averaged with, in continuous time."""
+        return vdm_denoiser(net, self)
+
+    def finish(self, x: Tensor) -> Tensor:
+        return self.decode(x)
 
     def gamma(self, ema: bool = True) -> nn.Module:
         return (self.ema.module if ema else self.core)["gamma"]
