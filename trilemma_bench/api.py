@@ -18,8 +18,9 @@ from .benchmark.request import BenchRequest
 __all__ = ["BenchRequest", "bench"]
 
 
-def bench(method: str, **options) -> pd.DataFrame:
-    """Bench ``method`` (see :class:`BenchRequest` for the options) and return its cells' rows; the rows are also
+def bench(method: str = "ddim", **options: object) -> pd.DataFrame:
+    """Bench ``method`` (see :class:`BenchRequest` for the options: ``solver=``, ``schedule=`` and ``model=`` put your
+    own solver, schedule or network on it) and return its cells' rows; the rows are also
     written to ``results`` (default: results/local/, as the command line does)."""
     from .benchmark.harness import run_bench
 

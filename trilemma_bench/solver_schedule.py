@@ -112,14 +112,20 @@ def _check_signature(fn: Callable[..., Any], ref: str, what: str, expected: str,
         pass  # a builtin without a signature: its first call will tell
 
 
-def resolve_solver(ref: str) -> tuple[str, Solver]:
-    """A solver by name (:data:`SOLVERS`) or ``module:attribute`` (a :class:`Solver`, or a walk function
-    ``walk(model, x, times)`` making one network call per step)."""
-    if ref in SOLVERS:
+def _name_of(fn: Any) -> str:
+    inner = fn.func if isinstance(fn, partial) else fn
+    return f"{getattr(inner, '__module__', '?')}:{getattr(inner, '__qualname__', type(inner).__name__)}"
+
+
+def resolve_solver(ref: str | Walk | Solver) -> tuple[str, Solver]:
+    """A solver by name (:data:`SOLVERS`), ``module:attribute``, or (from Python) the object itself: a
+    :class:`Solver`, or a walk function ``walk(model, x, times)`` making one network call per step."""
+    if isinstance(ref, str) and ref in SOLVERS:
         return ref, SOLVERS[ref]
-    if ":" not in ref:
+    if isinstance(ref, str) and ":" not in ref:
         raise ValueError(f"unknown solver {ref!r}: choose one of {', '.join(SOLVERS)}, or give module:function")
-    obj = import_object(ref, "--solver")
+    obj = import_object(ref, "--solver") if isinstance(ref, str) else ref
+    ref = ref if isinstance(ref, str) else _name_of(obj.walk if isinstance(obj, Solver) else obj)
     if isinstance(obj, Solver):
         return ref, obj
     if not callable(obj):
@@ -128,13 +134,15 @@ def resolve_solver(ref: str) -> tuple[str, Solver]:
     return ref, Solver(obj)
 
 
-def resolve_schedule(ref: str) -> tuple[str, Schedule]:
-    """A schedule by name (:data:`SCHEDULES`) or ``module:function`` (``schedule(model, steps) -> times``)."""
-    if ref in SCHEDULES:
+def resolve_schedule(ref: str | Schedule) -> tuple[str, Schedule]:
+    """A schedule by name (:data:`SCHEDULES`), ``module:function`` or (from Python) the function itself:
+    ``schedule(model, steps) -> times``."""
+    if isinstance(ref, str) and ref in SCHEDULES:
         return ref, SCHEDULES[ref]
-    if ":" not in ref:
+    if isinstance(ref, str) and ":" not in ref:
         raise ValueError(f"unknown schedule {ref!r}: choose one of {', '.join(SCHEDULES)}, or give module:function")
-    obj = import_object(ref, "--schedule")
+    obj = import_object(ref, "--schedule") if isinstance(ref, str) else ref
+    ref = ref if isinstance(ref, str) else _name_of(obj)
     if not callable(obj):
         _refuse(f"--schedule {ref!r}: expected a function schedule(model, steps) -> times, got {type(obj).__name__}")
     _check_signature(obj, ref, "--schedule", "schedule(model, steps) -> times", 2)

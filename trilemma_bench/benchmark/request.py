@@ -3,9 +3,10 @@ config, the harness and the distributed workers. Nothing below the command line 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..paths import LOCAL_DIR
 
@@ -37,10 +38,11 @@ class BenchRequest:
     weights: Path | None = None
     devices: int = 1
     strategy: str | None = None
-    # Schedule apart from solver: the method's network walked by this solver (a name or module:function) on this
-    # schedule (default: the solver's own); ``model``: a network of your own (module:factory or diffusers:PATH).
-    solver: str | None = None
-    schedule: str | None = None
+    # Schedule apart from solver: the method's network walked by this solver (a name, module:function, or from Python
+    # the function or Solver itself) on this schedule (default: the solver's own); ``model``: a network of your own
+    # (module:factory or diffusers:PATH).
+    solver: str | Callable[..., Any] | None = None
+    schedule: str | Callable[..., Any] | None = None
     model: str | None = None
 
     def __post_init__(self) -> None:

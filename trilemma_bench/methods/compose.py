@@ -9,6 +9,8 @@ every solver on every schedule, and the method's decoder (latent models) stays a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 from torch import Tensor, nn
@@ -16,6 +18,8 @@ from torch import Tensor, nn
 from ..denoisers import NoiseSource
 from ..solver_schedule import SOLVERS, check_times, resolve_schedule, resolve_solver
 from .base import Method, SampleFn
+
+Ref = str | Callable[..., Any]  # a name, module:function, or (from Python) the function itself
 
 COMPOSED_NFE = (5, 10, 20, 50)
 
@@ -25,7 +29,7 @@ def _label(ref: str) -> str:
     return ref.rpartition(":")[2].rpartition(".")[2]
 
 
-def _sampler(solver: str, schedule: str | None) -> tuple[SampleFn, str, str]:
+def _sampler(solver: Ref, schedule: Ref | None) -> tuple[SampleFn, str, str]:
     solver_ref, walker = resolve_solver(solver)
     schedule_ref, times_of = resolve_schedule(schedule or walker.default_schedule)
 
@@ -41,7 +45,7 @@ def _sampler(solver: str, schedule: str | None) -> tuple[SampleFn, str, str]:
     return sample, solver_ref, schedule_ref
 
 
-def solver_method(base: Method, solver: str | None, schedule: str | None) -> Method:
+def solver_method(base: Method, solver: Ref | None, schedule: Ref | None) -> Method:
     """``base``'s network (its model, variant and decoder) sampled by ``solver`` on ``schedule`` (default: the
     solver's own, or ``base``'s solver on another schedule when only ``schedule`` is given)."""
     if solver is None:
@@ -59,7 +63,7 @@ def solver_method(base: Method, solver: str | None, schedule: str | None) -> Met
         description=f"solver {solver_ref} on schedule {schedule_ref}, over the network of `{base.name}`")
 
 
-def model_method(label: str, solver: str | None, schedule: str | None) -> Method:
+def model_method(label: str, solver: Ref | None, schedule: Ref | None) -> Method:
     """A network given from outside (``--model``): ``solver`` (default DDIM) on ``schedule``."""
     sample, solver_ref, schedule_ref = _sampler(solver or "ddim", schedule)
     return Method(f"{label}-{_label(solver_ref)}@{_label(schedule_ref)}", label,
