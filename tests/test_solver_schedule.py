@@ -176,3 +176,30 @@ def test_a_model_by_factory_is_benched_as_given(tmp_path: Path, monkeypatch) -> 
                           ("my_models", "expected module:factory")]:
         with pytest.raises(ValueError, match=expected):
             make_config(BenchRequest(model=ref, preset="smoke", num_samples=16, device="cpu"))
+
+
+def test_the_report_groups_by_solver_and_schedule() -> None:
+    """Built-in methods fall under the pair they declare, composed ones under the pair their sampler names; a table
+    appears only when a solver ran on two schedules (or a schedule under two solvers)."""
+    import pandas as pd
+
+    from trilemma_bench.report.pairing import pair_of, pairing_table
+
+    assert pair_of("dpmpp-3m-logsnr", "dpmpp-3m-logsnr-lof10-end-t0") == ("ddpm", "dpmpp-3m", "logsnr")
+    assert pair_of("ldm-f4-ddim (training 1)", "ddim-eta0-uniform") == ("ldm-f4 (training 1)", "ddim", "uniform")
+    assert pair_of("ldm-f4-heun@logsnr", "solver-heun-schedule-logsnr") == ("ldm-f4", "heun", "logsnr")
+    assert pair_of("my_walk@edm", "solver-pkg.mod:my_walk-schedule-edm") == ("ddpm", "pkg.mod:my_walk", "edm")
+    assert pair_of("ddpm-fixedlarge", "ancestral-fixedlarge") is None
+
+    def summary(*cells):
+        return pd.DataFrame([{"method": m, "sampler": s, "nfe": n, "fid_mean": f, "fid_ci95": 0.1}
+                             for m, s, n, f in cells])
+
+    alone = summary(("ddim", "ddim-eta0-uniform", 10, 2.3), ("dpmpp-2m", "dpmpp-2m-midpoint-linspace-lof-sigma0", 10, 1.1))
+    assert pairing_table(alone).empty
+    crossed = summary(("ddim", "ddim-eta0-uniform", 10, 2.3), ("ddim@logsnr", "solver-ddim-schedule-logsnr", 10, 1.5),
+                      ("ddim@edm", "solver-ddim-schedule-edm", 50, 0.6))
+    table = pairing_table(crossed)
+    assert list(table.columns) == ["network", "solver", "NFE", "logsnr", "uniform"]  # NFE 50 is past the few-step range
+    (line,) = table.to_dict("records")
+    assert line["uniform"] == "2.30 ± 0.10" and line["logsnr"] == "1.50 ± 0.10"

@@ -25,6 +25,7 @@ from .curves import curve_table, plot_curves, read_curves
 from .front import comparison_table, front_comparisons
 from .html import Section, lead_html, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
+from .pairing import pairing_table
 from .plots import plot_setting
 from .schedules import plot_schedules, read_schedules, schedule_summary
 from .setting import (
@@ -160,6 +161,13 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
                       "interval over sampling seeds, and their paired difference (same sampling seeds); 'differ' "
                       f"after Holm over the table's {n_tests} tests. A difference between methods smaller than "
                       "their trainings' difference is not the methods'.")]))
+    for metric, pattern in (("fid", "{:.3g}"), ("coverage", "{:.3f}")):
+        table = pairing_table(summary, metric, pattern)
+        if not table.empty:
+            out.append((f"Solver and schedule apart: {METRICS[metric][0]}", table,
+                        [("One line per network, solver and NFE (up to 20), one column per schedule: along a line the "
+                          "schedule changes and the solver stays, down a column the reverse. Mean ± 95% t interval over "
+                          "seeds; the methods that are one walk appear under the pair they declare.")]))
     lines = fronts(summary)
     if lines:
         out.append(("Pareto fronts (mean over seeds, increasing time)", pd.DataFrame(), lines))
