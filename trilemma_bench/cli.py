@@ -298,6 +298,10 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"{m.name:20s} model={m.model:6s} sampler={m.sampler:38s} NFE={list(m.default_nfe)}  {m.description}")
     for p in PRESETS.values():
         print(f"preset {p.name:7s} dataset={p.dataset:8s} {p.note}")
+    from .solver_schedule import SCHEDULES, SOLVERS
+
+    print(f"solvers (--solver): {', '.join(f'{n} (on {s.default_schedule})' for n, s in SOLVERS.items())}; "
+          f"schedules (--schedule): {', '.join(SCHEDULES)}; or module:function")
 
 
 COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "diagnose": cmd_diagnose, "sample": cmd_sample, "bench": cmd_bench, "bpd": cmd_bpd, "report": cmd_report,
