@@ -27,6 +27,7 @@ from torch import Tensor
 from .denoisers import Denoiser, NoiseSource, eps_denoiser
 from .methods.ddpm import DDPM
 from .methods.vdm import VDM, data_to_levels, nats_to_bpd
+from .schedules import posterior_coefficients_from_alpha_bar
 
 TIME_SAMPLES = 64  # VDM: times per image for the diffusion term
 # Methods whose model has a likelihood bound, and how the bound is taken (DDPM: the sampler's variance).
@@ -95,10 +96,8 @@ def discretized_gaussian_log_prob(k: Tensor, mean: Tensor, log_scale: Tensor, le
 
 def ddpm_model_log_variance(alpha_bar: Tensor, variance: str) -> Tensor:
     """Ho et al.'s fixed log-variances per timestep; at t = 0 both use beta-tilde_1 (their decoder's variance)."""
-    a = alpha_bar.double()
-    a_prev = torch.cat([a.new_ones(1), a[:-1]])
-    beta = 1 - a / a_prev
-    post = beta * (1 - a_prev) / (1 - a)
+    q = posterior_coefficients_from_alpha_bar(alpha_bar)
+    beta, post = q["beta"], q["variance"]
     if variance == "fixedlarge":
         return torch.log(torch.cat([post[1:2], beta[1:]]))
     if variance == "fixedsmall":
@@ -114,12 +113,10 @@ def ddpm_bpd_terms(model: Denoiser, x: Tensor, *, levels: int, variance: str, cl
     own draw of x_t. ``model`` is the eps Denoiser on its grid (index t = 0 is x_1)."""
     a = model.alpha_bar.double()
     T = len(a)
-    a_prev = torch.cat([a.new_ones(1), a[:-1]])
-    beta = 1 - a / a_prev
-    post = beta * (1 - a_prev) / (1 - a)
+    q = posterior_coefficients_from_alpha_bar(a)
+    post, coef0, coef_t = q["variance"], q["x0"], q["xt"]
     post_logvar = torch.log(torch.cat([post[1:2], post[1:]]))  # clipped: beta-tilde is 0 at t = 0
     model_logvar = ddpm_model_log_variance(a, variance)
-    coef0, coef_t = beta * a_prev.sqrt() / (1 - a), (1 - a_prev) * (1 - beta).sqrt() / (1 - a)
     k = data_to_levels(x, levels)
     x0 = x.double()
     per_image = lambda v: v.flatten(1).sum(1)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .denoisers import Denoiser, NoiseSource
+from .schedules import posterior_coefficients_from_alpha_bar
 
 
 class CountingModel(nn.Module):
@@ -115,19 +116,20 @@ def ddpm_sample(
     a_full = model.alpha_bar.to(x.device)
     steps = list(range(len(a_full))) if timesteps is None else list(timesteps)
     a = a_full[steps]
-    a_prev = torch.cat([a.new_ones(1), a[:-1]])
-    beta = 1 - a / a_prev
+    post = posterior_coefficients_from_alpha_bar(a)
+    a_prev, beta = torch.cat([a.new_ones(1), a[:-1]]), post["beta"]
     for i in reversed(range(len(steps))):
         eps = model(x, _batch_t(steps[i], x))
         x0 = (x - (1 - a[i]).sqrt() * eps) / a[i].sqrt()
         if clip_x0:
             x0 = x0.clamp(-1, 1)
-        # Posterior mean coefficients (Ho et al. Eq. 7).
+        # Posterior mean (Ho et al. Eq. 7) with one division of the sum, not post["x0"] * x0 + post["xt"] * x:
+        # that rounds differently in x's dtype, and the samples are kept bit for bit.
         mean = (beta[i] * a_prev[i].sqrt() * x0 + (1 - a_prev[i]) * (1 - beta[i]).sqrt() * x) / (1 - a[i])
         if i == 0:
             x = mean.to(x.dtype)
             break
-        var = beta[i] if variance == "fixedlarge" else beta[i] * (1 - a_prev[i]) / (1 - a[i])
+        var = beta[i] if variance == "fixedlarge" else post["variance"][i]
         x = (mean + var.sqrt() * noise.randn_like(x)).to(x.dtype)
     return x
 

@@ -168,12 +168,33 @@ def ddgan_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, t
 
 def posterior_coefficients(betas: Tensor) -> dict[str, Tensor]:
     """q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, var) per step t = 0..T-1 (Ho et al. 2020, Eqs. 6-7),
-    in float64 from ``betas``: ``x0`` (c0), ``xt`` (ct) and ``variance`` (beta-tilde); step 0 returns x_0."""
+    in float64 from ``betas``: ``x0`` (c0), ``xt`` (ct), ``variance`` (beta-tilde) and ``beta`` (the betas, as
+    float64); step 0 returns x_0."""
     beta = betas.double()
     a = torch.cumprod(1 - beta, dim=0)
-    a_prev = torch.cat([a.new_ones(1), a[:-1]])
+    # The betas as given, not recovered from alpha_bar: 1 - a_t / a_{t-1} differs from them in the last bits.
+    return _posterior(beta, a, _previous(a))
+
+
+def posterior_coefficients_from_alpha_bar(alpha_bar: Tensor) -> dict[str, Tensor]:
+    """:func:`posterior_coefficients` of a chain given by its alpha_bar (float64, on ``alpha_bar``'s device),
+    beta_t = 1 - a_t / a_{t-1}: a respaced subsequence's betas (Nichol & Dhariwal 2021, Sec. 4) are only
+    defined so."""
+    a = alpha_bar.double()
+    a_prev = _previous(a)
+    return _posterior(1 - a / a_prev, a, a_prev)
+
+
+def _previous(a: Tensor) -> Tensor:
+    """a_{t-1} per step; a_{-1} = 1 (x_{-1} is x_0)."""
+    return torch.cat([a.new_ones(1), a[:-1]])
+
+
+def _posterior(beta: Tensor, a: Tensor, a_prev: Tensor) -> dict[str, Tensor]:
+    # Ho et al. Eqs. 6-7 in one place: DDGAN's training, DDPM's sampler and its likelihood bound must agree on them.
     return {
         "x0": beta * a_prev.sqrt() / (1 - a),
         "xt": (1 - a_prev) * (1 - beta).sqrt() / (1 - a),
         "variance": beta * (1 - a_prev) / (1 - a),
+        "beta": beta,
     }

@@ -14,6 +14,7 @@ from .callbacks import CurveCheckpoints, StepProgress, TrainingClock
 from .checkpoints import checkpoint_path, load_checkpoint
 from .data import DATASETS, TrilemmaDataModule
 from .methods import MODELS, ModelSpec
+from .paths import atomic_path
 from .presets import Preset, TrainConfig
 from .report_utils import log
 from .weights import (
@@ -155,10 +156,13 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     log(f"training {spec.tag} on {preset.dataset} (preset {preset.name}, {cfg.train_steps} steps)")
     trainer.fit(module, datamodule=data)
     spent = clock.read()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    trainer.save_checkpoint(tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint behind
+    # Every DDP process must call save_checkpoint (it ends in a barrier) but only rank 0 writes, so only rank 0
+    # may move a temporary file into place: another rank's would be empty.
+    if trainer.is_global_zero:
+        with atomic_path(path) as tmp:  # an interrupted save never leaves a half-written checkpoint behind
+            trainer.save_checkpoint(tmp)
+    else:
+        trainer.save_checkpoint(path)
     info = {**meta, **spent, "train_steps_done": cfg.train_steps, "threads": torch.get_num_threads()}
     path.with_suffix(".train.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     log(f"trained in {spent['wall_seconds']:.0f} s; checkpoint {path}")

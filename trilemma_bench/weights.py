@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .denoisers import Denoiser
 from .metrics._cache import digest_tensors
+from .paths import atomic_path
 
 # Digits of the weights SHA-1 that name a checkpoint in rows, grid files and shipped files.
 DIGEST_CHARS = 10
@@ -165,11 +166,9 @@ def save_weights(module: nn.Module, directory: Path, stem: str, meta: dict[str, 
     if any(v.is_floating_point() and v.dtype != torch.float32 for v in state.values()):
         raise WeightsError(f"{stem}: shipped weights are float32; cast the model before saving")
     digest = digest_tensors(state)[:DIGEST_CHARS]
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stem}-{digest}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     path.with_suffix(".json").write_text(json.dumps(_canonical(meta), indent=1, sort_keys=True) + "\n")
     return path
 

@@ -6,7 +6,7 @@ channels_last, CUDA graphs).
 Re-running a cell replaces its row. Everything else in a row is a measurement or the environment.
 
 Every write reads the table, replaces or appends the row, and writes the whole table to a temporary
-file that then replaces the old one (``os.replace`` is atomic): a bench killed at any point leaves
+file that then replaces the old one (:func:`~trilemma_bench.paths.atomic_path`): a bench killed at any point leaves
 the previous complete table, never half a row. A lock on the folder serialises writers, so two benches
 sharing a results folder (``make bench METHOD=ddim`` beside ``METHOD=ddpm``) cannot lose each
 other's rows.
@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..paths import atomic_path
 
 RESULTS_FILE = "results.csv"
 
@@ -179,16 +180,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            frame.to_csv(f, index=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # fsync before the rename: the table is the bench's record, and after a power cut the rename could
+    # otherwise survive while the new file's data did not.
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        frame.to_csv(f, index=False)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def upsert_row(results_dir: Path | str, row: Mapping[str, Any]) -> Path:

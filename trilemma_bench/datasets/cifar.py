@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from torch import Tensor
 
+from ..paths import atomic_path
 from .common import DatasetUnavailable, Source, check_split, cut_train_val, labels_tensor, uint8_to_unit
 from .download import RemoteFile, fetch, is_verified
 
@@ -164,12 +165,9 @@ def load_jpeg_zip(path: Path, split: str, cache: Path) -> tuple[np.ndarray, np.n
     if x_path.is_file() and y_path.is_file():
         return np.load(x_path, mmap_mode="r"), np.load(y_path)
     x, y = decode_jpeg_zip(path, split)
-    cache.mkdir(parents=True, exist_ok=True)
     for target, array in ((y_path, y), (x_path, x)):  # x last: its presence marks a complete entry
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, target)
     return x, y
 
 

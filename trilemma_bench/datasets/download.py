@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import atomic_path
 from .common import ChecksumMismatch, DatasetUnavailable
 
 USER_AGENT = "trilemma-bench (dataset download)"  # some mirrors answer 403 to urllib's default agent
@@ -78,6 +78,14 @@ def is_verified(path: Path, remote: RemoteFile) -> bool:
     return False
 
 
+class _Rejected(Exception):
+    """One mirror's download failed or did not match its checksum: abandon its temporary file, try the next."""
+
+    def __init__(self, message: str, *, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
+
+
 def fetch(remote: RemoteFile, directory: Path) -> Path:
     """Return ``directory/remote.name``, downloading it first (trying each mirror) unless already verified.
 
@@ -86,26 +94,24 @@ def fetch(remote: RemoteFile, directory: Path) -> Path:
     path = directory / remote.name
     if is_verified(path, remote):
         return path
-    directory.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     mismatches = 0
     for url in remote.urls:
-        # A per-process temporary name: parallel runs sharing a cache never read a half-written file.
-        tmp = path.with_name(f".{remote.name}.{os.getpid()}.part")
+        # Through a temporary file of its own: parallel runs sharing a cache never read a half-written file, and
+        # a failed or corrupt download is deleted without ever replacing a good one.
         try:
-            got = _download(url, tmp, remote.algorithm)
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as err:
-            tmp.unlink(missing_ok=True)
-            failures.append(f"{url}: {err}")
+            with atomic_path(path) as tmp:
+                try:
+                    got = _download(url, tmp, remote.algorithm)
+                except (urllib.error.URLError, OSError, TimeoutError, ValueError) as err:
+                    raise _Rejected(f"{url}: {err}") from err
+                if got != remote.expected:
+                    raise _Rejected(f"{url}: {remote.algorithm} {got} != published {remote.expected} "
+                                    "(corrupt or wrong file; deleted)", corrupt=True)
+        except _Rejected as err:
+            failures.append(str(err))
+            mismatches += err.corrupt
             continue
-        if got != remote.expected:
-            tmp.unlink(missing_ok=True)
-            mismatches += 1
-            failures.append(
-                f"{url}: {remote.algorithm} {got} != published {remote.expected} (corrupt or wrong file; deleted)"
-            )
-            continue
-        os.replace(tmp, path)
         _verified.add((str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns, remote.expected))
         return path
     detail = "\n  ".join(failures)

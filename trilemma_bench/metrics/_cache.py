@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..paths import atomic_path
 
 
 class InvalidCacheError(RuntimeError):
@@ -19,15 +19,8 @@ class InvalidCacheError(RuntimeError):
 
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save through a temporary file, so a crash or a parallel reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_payload(path: Path, what: str) -> dict[str, Any]:
