@@ -5,6 +5,9 @@ its own: the MNIST one reads each of its 3 channels. Its features are the 3 chan
 concatenated (384-d), so they describe the digit *triple* that makes a Stacked-MNIST mode; averaging or
 pooling per channel would make e.g. (1, 2, 3) and (3, 2, 1) indistinguishable.
 
+Training (a LightningModule and its recipe) lives in :mod:`trilemma_bench.classifier_training`, imported here
+only when a classifier must be trained: loading the shipped or cached one never imports it.
+
 The cache file ``sub_cache("extractors")/<dataset>-classifier.pt`` holds the weights, their SHA-1,
 the architecture, the data source, the test accuracy and a format version; anything that does not
 match is refused (or retrained when asked), never silently used.
@@ -13,11 +16,10 @@ match is refused (or retrained when asked), never silently used.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -26,27 +28,13 @@ from ..paths import sub_cache
 from ._cache import InvalidCacheError, atomic_save, digest_tensors, load_payload
 from .extractor import BatchedExtractor, data_module, dataset_info
 
+if TYPE_CHECKING:
+    from ..classifier_training import TrainConfig
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 STACKED = "stacked-mnist"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    max_epochs: int  # the epoch kept is the one with the best validation accuracy
-    batch_size: int = 128
-    lr: float = 1e-3
-    patience: int = 2  # epochs without a better validation accuracy before stopping
-
-
-# Sized on the 2-core development CPU: MNIST trains in about a minute and a half.
-TRAINING: dict[str, TrainConfig] = {
-    "digits": TrainConfig(max_epochs=20, batch_size=64, patience=5),
-    "mnist": TrainConfig(max_epochs=4),
-    "fashion-mnist": TrainConfig(max_epochs=8),
-    "cifar10": TrainConfig(max_epochs=10),
-}
 
 
 @dataclass(frozen=True)
@@ -144,102 +132,39 @@ def _fit(
     device: str | torch.device,
     threads: int | None = None,
 ) -> _Fit:
-    """Train with ``threads`` CPU threads (None: torch's setting), restored afterwards.
-
-    On a shared 2-core machine, 2 threads against other busy processes ran 4x *slower* per step than
-    1 (OpenMP workers wait on each other); pass 1 there.
-    """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _fit_loop(dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _fit_loop(
-    dataset: str, *, epochs: int | None, batch_size: int | None, seed: int, device: str | torch.device
-) -> _Fit:
+    """Train the classifier of ``dataset`` (:func:`trilemma_bench.classifier_training.fit_classifier`: the recipe,
+    seeding and ``threads`` are its) and score it on the test split."""
     if dataset == STACKED:
         raise ValueError(
             "stacked-mnist has no classifier of its own: train 'mnist' (it is applied per channel)"
         )
     cfg = classifier_config(dataset)
-    base = TRAINING.get(dataset, TrainConfig(max_epochs=10))
-    train = TrainConfig(
-        max_epochs=epochs if epochs is not None else base.max_epochs,
-        batch_size=batch_size if batch_size is not None else base.batch_size,
-        lr=base.lr,
-        patience=base.patience,
-    )
-    if train.max_epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {train.max_epochs}")
-    data = data_module()
-    x_tr, y_tr = data.load_split(dataset, "train")
-    x_va, y_va = data.load_split(dataset, "val")
-    x_te, y_te = data.load_split(dataset, "test")
+    # Deferred: Lightning's training code is loaded only when a classifier must be trained. The training
+    # module takes the network as a factory and imports nothing of this one, so the graph stays acyclic.
+    from ..classifier_training import fit_classifier
 
-    torch.manual_seed(seed)
-    device = torch.device(device)
-    model = SmallCNN(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
-    steps_per_epoch = math.ceil(len(x_tr) / train.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train.max_epochs * steps_per_epoch)
-    shuffle = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-
-    start = time.perf_counter()
-    best_acc, best_epoch, best_state = -1.0, 0, None
-    epoch = 0
-    for epoch in range(1, train.max_epochs + 1):
-        model.train()
-        order = torch.randperm(len(x_tr), generator=shuffle)
-        for step, i in enumerate(range(0, len(x_tr), train.batch_size)):
-            idx = order[i : i + train.batch_size]
-            loss = loss_fn(model(x_tr[idx].to(device)), y_tr[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if epoch == 1 and step == 19:
-                per_step = (time.perf_counter() - start) / 20
-                log.info(
-                    "training the %s classifier (%d threads): at most %d epochs x %d steps, about %.0f s",
-                    dataset,
-                    torch.get_num_threads(),
-                    train.max_epochs,
-                    steps_per_epoch,
-                    per_step * steps_per_epoch * train.max_epochs,
-                )
-        val_acc = accuracy(model, x_va, y_va)
-        log.info(
-            "%s classifier epoch %d/%d: val accuracy %.4f (%.0f s)",
-            dataset,
-            epoch,
-            train.max_epochs,
-            val_acc,
-            time.perf_counter() - start,
-        )
-        if val_acc > best_acc:
-            best_acc, best_epoch = val_acc, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= train.patience:
-            break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    test_acc = accuracy(model, x_te, y_te)
-    seconds = time.perf_counter() - start
-    log.info(
-        "%s classifier: test accuracy %.4f (epoch %d of %d run, %.0f s)",
+    fit = fit_classifier(
         dataset,
-        test_acc,
-        best_epoch,
-        epoch,
-        seconds,
+        lambda: SmallCNN(cfg),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        threads=threads,
     )
-    return _Fit(model, test_acc, best_acc, best_epoch, epoch, seconds, train, torch.get_num_threads())
+    x_te, y_te = data_module().load_split(dataset, "test")
+    test_acc = accuracy(fit.model, x_te, y_te)
+    log.info("%s classifier: test accuracy %.4f", dataset, test_acc)
+    return _Fit(
+        fit.model,
+        test_acc,
+        fit.val_accuracy,
+        fit.best_epoch,
+        fit.epochs_run,
+        fit.seconds,
+        fit.train,
+        fit.threads,
+    )
 
 
 def train_classifier(
