@@ -17,7 +17,7 @@ MARKER = "<!-- example: own-solver"
 def readme_example() -> str:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert MARKER in text, "the README lost its executed example"
-    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.S)
+    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.DOTALL)
     assert block is not None
     return block.group(1)
 
