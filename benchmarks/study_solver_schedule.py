@@ -1,5 +1,6 @@
 """Solver against schedule on the shipped digits DDPM: every solver of the package on every schedule, at 10 network
-calls (Heun, which makes 2N - 1, at 9 and 11), 3 seeds, 2,000 samples, in one process (one timing run).
+calls (Heun, which makes 2N - 1, at 9 and 11), 3 seeds, 2,000 samples, in one process: one timing run, its
+cells sequential (``timing_run="solvers"``).
 
     .venv/bin/python benchmarks/study_solver_schedule.py --results results/solvers --threads 1
 
@@ -29,7 +30,7 @@ def main() -> None:
         nfes = [args.nfe - 1, args.nfe + 1] if solver == "heun" else [args.nfe]
         for schedule in SCHEDULES:
             tb.bench("ddim", solver=solver, schedule=schedule, nfe=nfes, seeds=seeds, threads=args.threads,
-                     results=args.results, preset="digits", bpd_images=0)
+                     results=args.results, preset="digits", bpd_images=0, timing_run="solvers")
 
 
 if __name__ == "__main__":

@@ -589,3 +589,13 @@ def test_the_python_api_returns_the_rows_the_command_line_writes(cache: Path, tm
         tb.bench("nope", preset="smoke")
     with pytest.raises(TypeError):
         tb.bench("ddim", nfes=[2])  # a misspelt option is refused, not ignored
+
+
+def test_benches_joining_a_named_timing_run_share_its_id() -> None:
+    """``bench(..., timing_run=name)`` in one process: every bench joins the run started by the first, so a script's
+    benches share one time axis; another name is another run."""
+    from trilemma_bench.benchmark.timing_run import TimingRun
+
+    first, again = TimingRun.shared("study-a"), TimingRun.shared("study-a")
+    assert first is again and first.id.startswith("study-a-") and first.order == "sequential"
+    assert TimingRun.shared("study-b").id.split("-", 2)[:2] == ["study", "b"]

@@ -57,6 +57,7 @@ class BenchConfig:
     # A network given from outside (--model): used as it is, never trained; ``model_ref`` names it.
     external: Any = None
     model_ref: str = ""
+    timing_run: str = ""  # a named timing run of this process to join ("": the bench's own)
 
     @property
     def dtype(self) -> str:
@@ -162,6 +163,7 @@ def make_config(req: BenchRequest) -> BenchConfig:
         weights=_weights_file(req.weights, method, nfes),
         external=external,
         model_ref=req.model or "",
+        timing_run=req.timing_run or "",
     )
 
 

@@ -129,7 +129,7 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
               "quantized_levels": ref.levels if ref.levels is not None else math.nan,
               "extractor_accuracy": ref.extractor.accuracy if ref.extractor.accuracy is not None else math.nan}
     lo, hi = shard.block(cfg.num_samples, cfg.batch_size)
-    run = TimingRun.start("bench", "sequential")
+    run = TimingRun.shared(cfg.timing_run) if cfg.timing_run else TimingRun.start("bench", "sequential")
     # Figures of each checkpoint, the same in all its rows, timed nowhere: its bits/dim bound, and what the model
     # says about itself (a latent model: its autoencoder's reconstruction FID, the ceiling of its samples).
     per_model: dict[ModelSpec, dict[str, Any]] = {}

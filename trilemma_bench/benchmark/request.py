@@ -44,6 +44,9 @@ class BenchRequest:
     solver: str | Callable[..., Any] | None = None
     schedule: str | Callable[..., Any] | None = None
     model: str | None = None
+    # Join this process's timing run of that name instead of starting one (a script benching many methods in one
+    # process, one after another: their times share one axis in the report).
+    timing_run: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "results", Path(self.results) if self.results is not None else LOCAL_DIR)

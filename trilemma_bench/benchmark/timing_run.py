@@ -29,6 +29,9 @@ def load_average() -> float:
         return math.nan
 
 
+_SHARED: dict[str, TimingRun] = {}  # named runs of this process, shared by the benches that join them
+
+
 @dataclass(frozen=True)
 class TimingRun:
     """One timing run. ``order``: ``sequential`` (a bench: each cell's batches in a row) or ``round-robin``
@@ -45,6 +48,14 @@ class TimingRun:
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         host = socket.gethostname()
         return cls(f"{kind}-{now}-{host}", host, order, load_average(), torch.get_num_threads())
+
+    @classmethod
+    def shared(cls, name: str) -> TimingRun:
+        """The run ``name`` of this process, started at its first call: a script's benches in one process, one after
+        another on one day (``sequential``), whose times may then be compared (``bench(..., timing_run=name)``)."""
+        if name not in _SHARED:
+            _SHARED[name] = cls.start(name, "sequential")
+        return _SHARED[name]
 
     def columns(self) -> dict[str, object]:
         """What a row timed in this run records; the load after is read now (when the row is written)."""
