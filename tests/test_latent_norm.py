@@ -50,6 +50,7 @@ def _eps_error_after_training() -> float:
     return _eps_error(centers, alpha_bar, exact, g)
 
 
+@pytest.mark.slow  # a real training (47 s in the fast tier on 2026-12-06); its partner below is slow too
 def test_a_latent_unet_learns_eps_at_high_noise() -> None:
     """Measured: 0.0088 with this code, 0.043 with 32 groups on the 2x2 map (the old rule: the next test)."""
     assert _eps_error_after_training() < 0.02

@@ -92,13 +92,15 @@ def run_sharded(req: Any, plan: Any, devices: int, accelerator: str, *, make_con
     import lightning as L
 
     fabric = L.Fabric(accelerator=accelerator, devices=devices, strategy=SPAWN)
-    return fabric.launch(_worker, req, plan, make_config, cells, commit, sources)
+    # The request travels as its fields: Fabric's launcher walks the arguments' dataclasses and refuses frozen ones.
+    return fabric.launch(_worker, type(req), dataclasses.asdict(req), plan, make_config, cells, commit, sources)
 
 
-def _worker(fabric: Any, req: Any, plan: Any, make_config: Callable[[Any], Any],
+def _worker(fabric: Any, request_type: type, fields: dict[str, Any], plan: Any, make_config: Callable[[Any], Any],
             cells: Callable[..., list[dict[str, Any]]], commit: str, sources: dict[str, str]) -> list[dict[str, Any]]:
     import torch
 
+    req = request_type(**fields)
     if req.threads is not None:
         torch.set_num_threads(req.threads)
     cfg = dataclasses.replace(make_config(req), device=fabric.device)
