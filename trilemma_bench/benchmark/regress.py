@@ -142,19 +142,15 @@ def spread_lines(baseline: pd.DataFrame, now: pd.DataFrame) -> list[str]:
 
 def run_cells(results: Path, methods: list[str], nfes: dict[str, list[int]], seeds: list[int]) -> pd.DataFrame:
     """Bench the smoke preset into ``results``; returns its table, every row with the run's reference CPU time."""
-    from ..cli import build_parser
     from .harness import run_bench
+    from .request import BenchRequest
     from .results import read_results
 
     references = [cputime.reference_ms()]
     for method in methods:
-        # Through the CLI's own parser, so every bench option keeps the default a user would get.
-        args = build_parser().parse_args(
-            ["bench", "--method", method, "--preset", PRESET, "--device", "cpu", "--threads", str(THREADS),
-             "--nfe", ",".join(map(str, nfes[method])), "--seeds", ",".join(map(str, seeds)),
-             "--batch-size", str(BATCH), "--results", str(results)]
-        )
-        run_bench(args)
+        # The typed request the CLI builds: every other option keeps the default a user would get.
+        run_bench(BenchRequest(method=method, preset=PRESET, device="cpu", threads=THREADS, nfe=nfes[method],
+                               seeds=seeds, batch_size=BATCH, results=results))
         references.append(cputime.reference_ms())  # timed through the run: the median follows its load
     print(f"reference workload: {statistics.median(references):.3f} CPU ms (median of "
           f"{', '.join(f'{r:.3f}' for r in references)})")
