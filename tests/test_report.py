@@ -104,8 +104,8 @@ def test_report_builds_tables_plots_and_a_page_that_stands_alone(tmp_path: Path)
     sections, _ = load_sections(results)
     assert len(sections) == 2
     for plot in ("fid_vs_nfe", "fid_vs_ms", "diversity_vs_ms", "precision_vs_recall"):
-        for ext in ("png", "svg"):
-            assert len(list((out / "plots").glob(f"digits-digits-cpu-1t-*-{plot}.{ext}"))) == 1
+        assert len(list((out / "plots").glob(f"digits-digits-cpu-1t-*-{plot}.png"))) == 1
+    assert not list((out / "plots").glob("*.svg"))  # only when asked: see the next test
 
     page = index.read_text()
     links = re.findall(r'(?:src|href)="([^"]+)"', page)
@@ -115,6 +115,20 @@ def test_report_builds_tables_plots_and_a_page_that_stands_alone(tmp_path: Path)
         assert (out / link).is_file(), link
     assert "<table" in page and "trilemmaAnswer" in page and "application/json" in page
 
+
+
+def test_svg_only_when_asked(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from trilemma_bench.report.plots import save_figure
+
+    for svg in (False, True):
+        fig, ax = plt.subplots()
+        ax.plot([1, 2], [3, 4])
+        png = save_figure(fig, tmp_path / f"f{svg}.png", svg)
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        assert png.with_suffix(".svg").exists() == svg
+        assert not plt.fignum_exists(fig.number)  # closed: a report of many plots holds none open
 
 def test_cells_timed_at_different_thread_counts_are_never_averaged(tmp_path: Path) -> None:
     for seed, threads, ms in ((0, 2, 1.0), (1, 1, 2.0), (2, 1, 2.2)):

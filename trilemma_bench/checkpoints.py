@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import torch
 
 from .paths import sub_cache
+
+if TYPE_CHECKING:  # the report and the CLI's error handling import this module; Lightning takes seconds to load
+    import lightning as L
 
 
 class CheckpointError(RuntimeError):

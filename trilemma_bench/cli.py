@@ -257,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
         print_budget(args.results, args.budget_nfe, args.budget_ms, args.reference)
         return
-    make_report(args.results, args.out or args.results / "report", args.reference)
+    make_report(args.results, args.out or args.results / "report", args.reference, svg=args.svg)
 
 
 def cmd_retime(args: argparse.Namespace) -> None:
@@ -312,7 +312,7 @@ COMMANDS = {"train": cmd_train, "ship": cmd_ship, "curve": cmd_curve, "diagnose"
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoints import CheckpointError
-    from .data import DatasetUnavailable
+    from .datasets.common import DatasetUnavailable
 
     try:
         from .benchmark.timing import set_threads

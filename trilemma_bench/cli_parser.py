@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the committed reference results drawn beside yours (default: {REFERENCE_DIR} when --results "
                         "is left at its default, none otherwise); the same folder as --results: that folder alone")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/report)")
+    p.add_argument("--svg", action="store_true", help="write each plot as SVG too, beside its PNG (for papers)")
     p.add_argument("--budget-nfe", type=float, default=None,
                    help="print the best cell on quality and diversity within this many NFE (no report written)")
     p.add_argument("--budget-ms", type=float, default=None,

@@ -174,9 +174,10 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
     return out
 
 
-def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | str | None = None) -> Path:
+def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | str | None = None,
+                svg: bool = False) -> Path:
     """Build the report of every row in ``<results_dir>/results.csv`` (beside ``reference``'s, see
-    :func:`read_rows`) into ``out_dir``; returns index.html."""
+    :func:`read_rows`) into ``out_dir``; returns index.html. ``svg``: each plot as SVG too, beside its PNG."""
     results_dir, out = Path(results_dir), Path(out_dir)
     sections_data, notes = load_sections(results_dir, reference)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +188,7 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
         key, rows, summary = sections_data[top]
         title = f"Which method at my budget? {setting_label(key)}"
         answer = answer_table(summary, rows)
-        png = trilemma_figure(summary, setting_label(key, sep="\n"), out / "plots" / "trilemma.png")
+        png = trilemma_figure(summary, setting_label(key, sep="\n"), out / "plots" / "trilemma.png", svg)
         figure = str(png.relative_to(out)) if png else None
         lead = lead_html(title, answer, ANSWER_NOTE, figure)
         md += [f"## {title}", "", markdown(answer, left=5), "", ANSWER_NOTE, ""]
@@ -200,7 +201,7 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
         cells = rows[rows["method"] != REAL]
         real_summary = summary[summary["method"] == REAL]
         summary.attrs["extractor"] = key["feature_extractor"]
-        pngs = plot_setting(summary, setting_label(key, sep="\n"), slug, out / "plots")
+        pngs = plot_setting(summary, setting_label(key, sep="\n"), slug, out / "plots", svg)
         plots = {name: str(p.relative_to(out)) for name, p in pngs.items()}
         section_notes = [*timing_note(cells, key), *quality_note(cells if len(cells) else rows, key),
                          *real_note(real_summary, key["num_samples"]), *modes_note(cells, key)]

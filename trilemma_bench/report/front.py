@@ -65,8 +65,9 @@ def cell_label(line) -> str:
 
 def per_seed(rows: pd.DataFrame, line, metric: str) -> dict:
     """seed -> value of one cell's rows."""
-    mine = rows[(rows["method"] == line["method"]) & (rows["sampler"] == line["sampler"])
-                & (pd.to_numeric(rows["nfe"], errors="coerce") == line["nfe"])]
+    at = ((rows["method"] == line["method"]) & (rows["sampler"] == line["sampler"])
+          & (pd.to_numeric(rows["nfe"], errors="coerce") == line["nfe"]))
+    mine = rows.loc[at, ["seed", metric]]  # two columns, not the row's hundred: the report calls this thousands of times
     return dict(zip(mine["seed"], pd.to_numeric(mine[metric], errors="coerce")))
 
 

@@ -322,15 +322,16 @@ def precision_recall_figure(summary: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def _save(fig: plt.Figure, out: Path, name: str) -> Path:
-    png = out / f"{name}.png"
+def save_figure(fig: plt.Figure, png: Path, svg: bool = False) -> Path:
+    """The PNG the page shows; an SVG beside it only when asked (drawing it doubles a report's plotting time)."""
     fig.savefig(png, dpi=DPI)
-    fig.savefig(out / f"{name}.svg")
+    if svg:
+        fig.savefig(png.with_suffix(".svg"))
     plt.close(fig)
     return png
 
 
-def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path) -> dict[str, Path]:
+def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path, svg: bool = False) -> dict[str, Path]:
     """The four trade-off plots of one setting (model cells and real-data lines); {plot name: PNG path}."""
     check_one_timing_run(summary)  # the ms axes below hold one timing run's cells only
     out.mkdir(parents=True, exist_ok=True)
@@ -342,4 +343,4 @@ def plot_setting(summary: pd.DataFrame, title: str, slug: str, out: Path) -> dic
         "diversity_vs_ms": diversity_figure(summary, title),
         "precision_vs_recall": precision_recall_figure(summary, title),
     }
-    return {name: _save(fig, out, f"{slug}-{name}") for name, fig in figures.items()}
+    return {name: save_figure(fig, out / f"{slug}-{name}.png", svg) for name, fig in figures.items()}

@@ -19,13 +19,13 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 
 from .front import cells_of
-from .plots import DPI, FAMILY_NAMES, MARKERS, _plain_log_ticks, family_of
+from .plots import DPI, FAMILY_NAMES, MARKERS, _plain_log_ticks, family_of, save_figure
 from .setting import REAL, check_one_timing_run
 from .tables import is_matched
 
 
-def trilemma_figure(summary: pd.DataFrame, title: str, out: Path) -> Path | None:
-    """Write ``out`` (PNG, and SVG beside it); None when the cells lack FID, coverage or time."""
+def trilemma_figure(summary: pd.DataFrame, title: str, out: Path, svg: bool = False) -> Path | None:
+    """Write ``out`` (PNG, and SVG beside it if ``svg``); None when the cells lack FID, coverage or time."""
     check_one_timing_run(summary)
     cells = cells_of(cells_of(summary, "ms_per_image", "fid"), "coverage", "fid")
     if cells.empty:
@@ -66,7 +66,4 @@ def trilemma_figure(summary: pd.DataFrame, title: str, out: Path) -> Path | None
     bar = fig.colorbar(sc, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
     bar.set_label("sampling time per image (ms, log scale)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
-    fig.savefig(out.with_suffix(".svg"))
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, svg)
