@@ -92,7 +92,7 @@ def test_the_diagnose_and_curve_commands_run_on_a_tiny_training(tmp_path, monkey
     assert sorted(cells["train_steps"].unique()) == [250, 300] and len(cells) == 4
     assert (cells["train_gflops"] > 0).all() and cells["checkpoint"].str.contains("-s000250-|-s000300-").all()
     capsys.readouterr()
-    assert main(["diagnose", "--method", "ddim", *tiny, "--nfe", "20", "--num-samples", "100"]) == 0
+    assert main(["diagnose", "--method", "ddim", *tiny, "--nfe", "5", "--num-samples", "100"]) == 0
     captured = capsys.readouterr()
     out = (captured.out + captured.err).replace("\n", " ")
     assert "oracle FD" in out and "learned eps MSE" in out and ("pipeline sound" in out or "PIPELINE" in out)

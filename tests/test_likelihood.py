@@ -168,8 +168,16 @@ def test_bench_rows_of_a_method_with_a_likelihood_carry_its_bits_per_dim(tmp_pat
     """The bench joins the checkpoint's bound to every row of it; a method without one gets none; the bpd command
     gives the same figure (same per-image streams) and writes it into the rows of that checkpoint only."""
     from trilemma_bench.benchmark.results import read_results
+    from trilemma_bench.presets import PRESETS
 
     monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
+    # The wiring under test does not need digits' full networks and T = 1000: the DDPM bound costs one call per
+    # step of T, so a small UNet over T = 100 keeps this test seconds instead of a minute.
+    digits = PRESETS["digits"]
+    small = {**digits.models["ddpm"].net, "ch": 8, "attn_resolutions": ()}
+    models = {**digits.models, "ddpm": digits.models["ddpm"].replace(net=small).with_options(num_train_timesteps=100),
+              "vdm": digits.models["vdm"].replace(net=small)}
+    monkeypatch.setitem(PRESETS, "digits", digits.replace(models=models))
     results = tmp_path / "results"
     common = ["--preset", "digits", "--steps", "2", "--device", "cpu", "--threads", "1"]
     bench = [*common, "--num-samples", "24", "--extractor", "raw", "--results", str(results)]

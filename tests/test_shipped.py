@@ -83,25 +83,36 @@ def test_every_committed_curve_row_cites_a_shipped_checkpoint_of_its_training() 
         assert f"-s{int(r.train_steps):06d}-" in r.checkpoint
 
 
-def test_shipped_weights_reproduce_a_committed_row(tmp_path: Path) -> None:
-    """The cheapest committed DDIM cell, re-benched from the shipped weights: the same FID to 4 digits."""
+def _rebench_committed(tmp_path: Path, method: str, nfe: int) -> None:
+    """A committed digits cell (seed 0, the first training) re-benched from the shipped weights: the same FID and
+    coverage to 4 digits, and the row names the same checkpoint."""
     from trilemma_bench.cli import main
 
     rows = read_results(REPO / "results")
     first = pd.to_numeric(rows["train_seed"], errors="coerce").fillna(0) == 0  # the shipped default training
-    ref = rows[(rows["method"] == "ddim") & (rows["dataset"] == "digits") & (rows["nfe"] == 10) & (rows["seed"] == 0)
+    ref = rows[(rows["method"] == method) & (rows["dataset"] == "digits") & (rows["nfe"] == nfe) & (rows["seed"] == 0)
                & first]
-    assert len(ref) == 1, "the committed digits DDIM@10 seed-0 row of the first training"
+    assert len(ref) == 1, f"the committed digits {method}@{nfe} seed-0 row of the first training"
     out = tmp_path / "results"
-    assert main(["bench", "--method", "ddim", "--preset", "digits", "--nfe", "10", "--seeds", "0",
+    assert main(["bench", "--method", method, "--preset", "digits", "--nfe", str(nfe), "--seeds", "0",
                  "--results", str(out), "--bpd-images", "0"]) == 0
     mine = read_results(out)
-    cell = mine[mine["method"] == "ddim"].iloc[0]
+    cell = mine[mine["method"] == method].iloc[0]
     assert cell["weights_source"] == "shipped"
     assert cell["checkpoint"] == ref["checkpoint"].iloc[0]
     assert cell["fid"] == pytest.approx(ref["fid"].iloc[0], rel=1e-4)
     assert cell["coverage"] == pytest.approx(ref["coverage"].iloc[0], rel=1e-4)
 
+
+def test_shipped_weights_reproduce_a_committed_row(tmp_path: Path) -> None:
+    """The cheapest committed cell: the f = 4 latent model and its decoder (a few seconds of sampling)."""
+    _rebench_committed(tmp_path, "ldm-f4-ddim", 10)
+
+
+@pytest.mark.slow
+def test_shipped_ddpm_reproduces_its_committed_ddim_row(tmp_path: Path) -> None:
+    """The main command's model: 2,000 samples at 10 NFE through the full-size UNet (about 30 s on one thread)."""
+    _rebench_committed(tmp_path, "ddim", 10)
 
 def test_models_resolve_shipped_then_cached_then_trained(tmp_path: Path) -> None:
     cache, shipped = tmp_path / "cache", tmp_path / "models"

@@ -17,7 +17,7 @@ from trilemma_bench.noise import ImageNoise, initial_noise
 from trilemma_bench.presets import get_preset
 from trilemma_bench.train import train_model
 
-SMOKE = get_preset("smoke").with_steps(2500)
+SMOKE = get_preset("smoke").with_steps(500)  # the loss halves by then; the checkpoint tests need no more
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,15 @@ def test_loss_falls_on_toy2d(trained) -> None:
     log = next((path.parent / "logs").rglob("metrics.csv"))
     loss = pd.read_csv(log)["train/loss"].dropna().to_numpy()
     # Eps-MSE is ~1 for a network that knows nothing (the first value is logged at step 10); it must fall
-    # well below that within 2,500 steps.
+    # well below that within 500 steps (0.81 -> 0.31 when written).
     assert loss[0] > 0.7
     assert loss[-5:].mean() < 0.5 * loss[0]
     assert path.with_suffix(".loss.png").exists()
 
 
-def test_samples_land_near_the_25_modes(trained) -> None:
-    model, _, _ = trained
+@pytest.mark.slow
+def test_samples_land_near_the_25_modes(tmp_path: Path) -> None:
+    model, _ = train_model("ddpm", SMOKE.with_steps(2500), device="cpu", root=tmp_path)  # about 40 s
     x_T = initial_noise((2,), 0, range(2000))
     x = get_method("ddpm-fixedlarge").sample(model, x_T, 100, noise=ImageNoise(0, range(2000)))
     got = modes_toy2d(x, TOY2D_CENTERS, TOY2D_STD)
@@ -65,8 +66,8 @@ def test_checkpoint_is_reused_not_retrained(trained, monkeypatch: pytest.MonkeyP
 
 def test_checkpoint_for_another_configuration_is_refused(trained) -> None:
     _, _, root = trained
-    with pytest.raises(CheckpointError, match="train_steps: checkpoint has 2500, asked for 2501"):
-        train_model("ddpm", SMOKE.with_steps(2501), device="cpu", root=root)
+    with pytest.raises(CheckpointError, match="train_steps: checkpoint has 500, asked for 501"):
+        train_model("ddpm", SMOKE.with_steps(501), device="cpu", root=root)
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
