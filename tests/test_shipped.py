@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from trilemma_bench.benchmark.results import read_results
 from trilemma_bench.methods import get_method
 from trilemma_bench.presets import PRESETS
-from trilemma_bench.train import ship_model, train_model
+from trilemma_bench.train import curve_files, ship_model, train_model
 from trilemma_bench.weights import (
     SHIPPED_DIR,
     Shipped,
@@ -66,6 +66,19 @@ def test_every_committed_checkpoint_is_a_shipped_file_with_that_digest(dataset: 
     expected = PRESETS[preset].training_config(spec.name, spec.options)
     found = find_shipped(spec.tag, preset, dataset, expected, seed=read_meta(path).get("train_seed", 0))
     assert found is not None and found.path == path
+
+
+def test_no_shipped_weights_are_stored_twice() -> None:
+    """A curve's last checkpoint is the model itself: shipped as a link to it, so the tracked weights (what a clone
+    downloads and what the size budget counts) hold each file's bytes once."""
+    seen: dict[str, Path] = {}
+    for path in sorted(SHIPPED_DIR.rglob("*.safetensors")):
+        if path.is_symlink():
+            assert path.resolve().is_file() and not path.resolve().is_symlink(), f"{path} links to nothing"
+            continue
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        assert digest not in seen, f"{path.relative_to(REPO)} repeats {seen[digest].relative_to(REPO)}: link it"
+        seen[digest] = path
 
 
 def test_every_committed_curve_row_cites_a_shipped_checkpoint_of_its_training() -> None:
@@ -121,6 +134,9 @@ def test_models_resolve_shipped_then_cached_then_trained(tmp_path: Path) -> None
     cached, _ = train_model("ddpm", TINY, device="cpu", root=cache, shipped_root=shipped)
     assert cached.weights_source == "cached"
     path = ship_model("ddpm", TINY, root=cache, shipped_root=shipped)
+    kept = sorted((shipped / "toy2d" / "curves").glob("ddpm-smoke-s*.safetensors"))
+    assert kept and kept[-1].is_symlink() and kept[-1].resolve() == path.resolve()  # the model itself: a link
+    assert curve_files("ddpm", TINY, root=cache, shipped_root=shipped) == kept
     assert path.name == f"ddpm-smoke-{weights_id(trained)}.safetensors"
     assert set(load_file(str(path))) == set(sampling_state(trained))  # the EMA copy only, no raw network
     assert not any(k.startswith("net.") for k in load_file(str(path)))
@@ -142,6 +158,9 @@ def test_an_altered_shipped_file_is_refused_with_its_reason(tmp_path: Path) -> N
     cache, shipped = tmp_path / "cache", tmp_path / "models"
     train_model("ddpm", TINY, device="cpu", root=cache, shipped_root=shipped)
     path = ship_model("ddpm", TINY, root=cache, shipped_root=shipped)
+    kept = sorted((shipped / "toy2d" / "curves").glob("ddpm-smoke-s*.safetensors"))
+    assert kept and kept[-1].is_symlink() and kept[-1].resolve() == path.resolve()  # the model itself: a link
+    assert curve_files("ddpm", TINY, root=cache, shipped_root=shipped) == kept
     state = load_file(str(path))
     key = min(state)
     state[key] = state[key] + 1e-3

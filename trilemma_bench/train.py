@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 from pathlib import Path
@@ -246,9 +247,14 @@ def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = No
     kept_dir = shipped_dir(shipped_root) / preset.dataset / "curves"
     for kept in sorted(path.with_suffix(".curve").glob("*.safetensors")) if curves else ():
         kept_dir.mkdir(parents=True, exist_ok=True)
-        for part in (kept, kept.with_suffix(".json")):
-            shutil.copyfile(part, kept_dir / part.name)
-        log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB)")
+        shutil.copyfile(kept.with_suffix(".json"), kept_dir / kept.with_suffix(".json").name)
+        target = kept_dir / kept.name
+        if filecmp.cmp(kept, out, shallow=False):  # the last kept one is the model itself: a link, not a copy
+            target.unlink(missing_ok=True)
+            target.symlink_to(Path("..") / out.name)
+        else:
+            shutil.copyfile(kept, target)
+        log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB{', a link to ' + out.name if target.is_symlink() else ''})")
     return out
 
 
