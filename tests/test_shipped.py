@@ -33,9 +33,16 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = PRESETS["smoke"].with_steps(30)
 
 
+def _tables() -> list[Path]:
+    """Every committed results table: results/ and each study's folder (results/solvers/, results/mnist/, ...);
+    the training-compute rows (results/curves/) cite kept checkpoints, checked below."""
+    studies = sorted(d for d in (REPO / "results").iterdir() if (d / "results.csv").exists() and d.name != "curves")
+    return [REPO / "results", *studies]
+
+
 def _committed() -> list[tuple[str, str, str, int, str]]:
     """(dataset, preset, method, NFE asked for, checkpoint) of every committed model, once each."""
-    rows = read_results(REPO / "results")
+    rows = pd.concat([read_results(d) for d in _tables()], ignore_index=True)
     cells = rows[rows["method"] != "real"].drop_duplicates("checkpoint")
     return [(r.dataset, r.preset, r.method, int(r.nfe_requested), r.checkpoint) for r in cells.itertuples()]
 
@@ -58,7 +65,7 @@ def _sha1_of_tensors(path: Path) -> str:
 def test_every_committed_checkpoint_is_a_shipped_file_with_that_digest(dataset: str, preset: str, method: str,
                                                                        nfe: int, checkpoint: str) -> None:
     path = SHIPPED_DIR / dataset / f"{checkpoint}.safetensors"
-    assert path.exists(), f"results/results.csv cites {checkpoint}, but {path.relative_to(REPO)} is not shipped"
+    assert path.exists(), f"a committed results table cites {checkpoint}, but {path.relative_to(REPO)} is not shipped"
     assert _sha1_of_tensors(path).startswith(checkpoint.rsplit("-", 1)[1])
     assert all(not t.is_floating_point() or t.dtype == torch.float32 for t in load_file(str(path)).values())
     # The preset still asks for exactly this model, so `make bench` finds it instead of training.
