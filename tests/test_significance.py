@@ -112,3 +112,8 @@ def test_a_second_training_is_its_own_cell_and_its_difference_is_tested(tmp_path
     assert (line["method"], line["training"], line["NFE"]) == ("ddim", "training 1", 10) and n_tests == 2
     assert line["fid: other − 0 (paired)"].startswith("1.03") and line["fid: trainings differ (Holm)"] == "yes"
     assert line["coverage: trainings differ (Holm)"] == "no"  # the same coverage: no difference
+    # Pooled: the two runs' means (3.1, 4.133) are the observations, t with 1 df (12.71) times their std / sqrt 2.
+    means = [np.mean(first), np.mean(second)]
+    half = 12.7062047 * np.std(means, ddof=1) / np.sqrt(2)
+    assert half == pytest.approx(6.56, abs=0.01)  # so both print to one decimal
+    assert line["fid: pooled over 2 trainings"] == f"{np.mean(means):.1f} ± {half:.1f}"

@@ -160,7 +160,9 @@ def _analysis(rows: pd.DataFrame, summary: pd.DataFrame) -> list[tuple[str, pd.D
                     [("Each model trained twice (train seeds 0 and k, same preset): per NFE both trainings' means ± 95% t "
                       "interval over sampling seeds, and their paired difference (same sampling seeds); 'differ' "
                       f"after Holm over the table's {n_tests} tests. A difference between methods smaller than "
-                      "their trainings' difference is not the methods'.")]))
+                      "their trainings' difference is not the methods'. 'Pooled': the method's interval with the "
+                      "training run as the unit (each run's mean over its seeds one observation, t with 1 df), so it "
+                      "carries training and seed variance both.")]))
     for metric, pattern in (("fid", "{:.3g}"), ("coverage", "{:.3f}")):
         table = pairing_table(summary, metric, pattern)
         if not table.empty:

@@ -5,6 +5,11 @@ how much of a difference between methods could be the luck of one training. Per 
 their paired difference (the same sampling seeds: the same initial noise), and whether it is significant after
 Holm's correction over the table's tests. A difference between methods smaller than the training difference
 is not the methods'.
+
+The pooled interval treats the training run as the unit (a nested design: runs, then sampling seeds within a
+run, the same seeds in each): each run's mean over its seeds is one observation, so the interval is the t interval
+of k run means with k - 1 degrees of freedom. Its width carries both levels, the seed noise through each run's
+mean. With two runs t_{0.975, 1} = 12.7: the honest width of what two trainings can say.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import pandas as pd
 
 from .front import per_seed
 from .setting import REAL
-from .stats import holm, paired_difference, significant_after
+from .stats import holm, paired_difference, significant_after, t_interval
 from .tables import fmt
 
 TRAINING = re.compile(r"^(?P<base>.+) \(training (?P<seed>\d+)\)$")
@@ -52,6 +57,8 @@ def variance_table(summary: pd.DataFrame, rows: pd.DataFrame, metrics=(("fid", "
                 line[f"{metric}: training 0"] = fmt(ra[f"{metric}_mean"], ra[f"{metric}_ci95"], pattern)
                 line[f"{metric}: other"] = fmt(rb[f"{metric}_mean"], rb[f"{metric}_ci95"], pattern)
                 line[f"{metric}: other − 0 (paired)"] = fmt(test.mean, test.half, pattern)
+                pooled = t_interval([ra[f"{metric}_mean"], rb[f"{metric}_mean"]])
+                line[f"{metric}: pooled over 2 trainings"] = fmt(pooled.mean, pooled.half, pattern)
                 tests.append((len(lines), metric, test))
             lines.append(line)
     adjusted = holm([t.p_value if t.significant is not None else math.nan for _, _, t in tests])
