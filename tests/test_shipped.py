@@ -209,3 +209,16 @@ def test_a_bench_in_a_fresh_clone_leaves_git_status_clean(tmp_path: Path) -> Non
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
                             capture_output=True, text=True, check=True).stdout
     assert status == "", status
+
+
+def test_ship_from_the_cli_leaves_the_kept_checkpoints_out_when_asked(tmp_path: Path, monkeypatch) -> None:
+    from trilemma_bench import weights
+    from trilemma_bench.cli import main
+
+    monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path / "models")
+    tiny = ["--method", "ddpm", "--preset", "smoke", "--steps", "30", "--threads", "1"]
+    assert main(["train", *tiny]) == 0
+    assert main(["ship", *tiny, "--no-curves"]) == 0
+    assert len(list((tmp_path / "models" / "toy2d").glob("ddpm-smoke-*.safetensors"))) == 1
+    assert not (tmp_path / "models" / "toy2d" / "curves").exists()

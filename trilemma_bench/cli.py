@@ -66,7 +66,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
         return
     from .train import ship_model
 
-    print(ship_model(_spec_of(args), _preset(args), seed=args.train_seed))
+    print(ship_model(_spec_of(args), _preset(args), seed=args.train_seed, curves=args.curves))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

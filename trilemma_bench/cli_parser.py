@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, default=None, help="for methods with one model per NFE (DDGAN's T)")
     p.add_argument("--classifier", action="store_true",
                    help="ship the dataset's cached domain classifier (models/extractors/) instead of a model")
+    p.add_argument("--no-curves", dest="curves", action="store_false",
+                   help="leave out the checkpoints its training kept (ship them only where curve rows cite them)")
 
     p = sub.add_parser("sample", help="draw a sample grid")
     _common(p)
