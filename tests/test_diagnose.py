@@ -20,7 +20,7 @@ def test_the_chunked_posterior_mean_equals_one_softmax(monkeypatch: pytest.Monke
     g = torch.Generator().manual_seed(0)
     points, x = torch.randn(300, 5, generator=g), torch.randn(7, 5, generator=g)
     a = torch.tensor([0.9999, 0.99, 0.9, 0.5, 0.1, 0.01, 4e-5], dtype=torch.float64)
-    monkeypatch.setattr(dg, "BLOCK_VALUES", 7 * 5 * 13)  # 13 points a block: 24 blocks
+    monkeypatch.setattr(dg, "BLOCK_VALUES", 7 * 13)  # 13 points a block: 24 blocks
     got = dg.posterior_mean(x, a, points)
     d2 = ((x.double()[:, None] - a.sqrt()[:, None, None] * points.double()[None]) ** 2).sum(-1)
     w = torch.softmax(-d2 / (2 * (1 - a[:, None])), 1)
@@ -78,16 +78,19 @@ def test_diagnose_tells_a_network_deficit_from_a_pipeline_defect(monkeypatch: py
 
 def test_the_diagnose_and_curve_commands_run_on_a_tiny_training(tmp_path, monkeypatch, capsys) -> None:
     """`train` keeps checkpoints at 250 steps and at its end; `curve` benches each into its own folder with the
-    training compute in every row; `diagnose` prints the oracle beside the network and a verdict."""
+    training compute in every row, and skips them when run again; `diagnose` prints the oracle beside the network and a verdict."""
     from trilemma_bench.benchmark.results import read_results
     from trilemma_bench.cli import main
 
     monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
     tiny = ["--preset", "smoke", "--steps", "300", "--threads", "1"]
     assert main(["train", "--method", "ddpm", *tiny]) == 0
-    assert main(["curve", "--method", "ddim", *tiny, "--nfe", "5", "--seeds", "0,1", "--num-samples", "100",
-                 "--results", str(tmp_path / "curves")]) == 0
+    curve = ["curve", "--method", "ddim", *tiny, "--nfe", "5", "--seeds", "0,1", "--num-samples", "100",
+             "--results", str(tmp_path / "curves")]
+    assert main(curve) == 0
     rows = read_results(tmp_path / "curves")
+    assert main(curve) == 0  # every checkpoint benched already at this NFE, seeds and size: nothing added
+    assert len(read_results(tmp_path / "curves")) == len(rows)
     cells = rows[rows["method"] == "ddim"]
     assert sorted(cells["train_steps"].unique()) == [250, 300] and len(cells) == 4
     assert (cells["train_gflops"] > 0).all() and cells["checkpoint"].str.contains("-s000250-|-s000300-").all()

@@ -89,3 +89,25 @@ def test_the_old_rule_is_what_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     about 5x higher: the regression test above fails on that code."""
     monkeypatch.setattr(unet, "MIN_GROUP_VALUES", 0)
     assert _eps_error_after_training() > 0.02
+
+
+def test_norm_min_values_is_honoured_on_every_group_norm() -> None:
+    """MNIST f = 4's 7x7 latent (ch 16, mult 1, 2, 4): 256 values a group where the channels allow it."""
+    net = UNet(4, image_size=7, ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, attn_resolutions=(7,), dropout=0.0,
+               norm_min_values=256)
+    sizes = _group_sizes(net, torch.randn(2, 4, 7, 7), torch.tensor([1, 999]))
+    # One group of all channels where even that is under 256: 32 channels entering the 2x2 map, 128 values.
+    assert len(sizes) > 10 and min(sizes) == 128 and sorted(sizes)[1] >= 256
+
+
+def test_a_head_norm_of_one_channel_per_group_erases_each_channels_level() -> None:
+    """Why 16 values were not enough on a 7x7 map: with one channel per group the head's norm leaves every
+    channel a spatial mean of zero, so the output can carry a channel's mean level (at high noise, the eps of a
+    7x7 channel has a mean of variance 1/49) only indirectly. Groups of several channels keep the levels' relative
+    part."""
+    h = torch.randn(8, 16, 7, 7) + torch.randn(8, 16, 1, 1)  # each channel its own level
+    for min_values, erased in ((16, True), (256, False)):
+        head_norm = UNet(4, image_size=7, ch=16, ch_mult=(1, 2, 4), num_res_blocks=1, attn_resolutions=(),
+                         norm_min_values=min_values).head[0]
+        level = head_norm(h).mean(dim=(2, 3))
+        assert (level.abs().max() < 1e-5) == erased

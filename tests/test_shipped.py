@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from trilemma_bench.benchmark.results import read_results
 from trilemma_bench.methods import get_method
 from trilemma_bench.presets import PRESETS
-from trilemma_bench.train import curve_files, ship_model, train_model
+from trilemma_bench.train import curve_files, run_name, ship_model, train_model
 from trilemma_bench.weights import (
     SHIPPED_DIR,
     Shipped,
@@ -141,7 +141,7 @@ def test_models_resolve_shipped_then_cached_then_trained(tmp_path: Path) -> None
     cached, _ = train_model("ddpm", TINY, device="cpu", root=cache, shipped_root=shipped)
     assert cached.weights_source == "cached"
     path = ship_model("ddpm", TINY, root=cache, shipped_root=shipped)
-    kept = sorted((shipped / "toy2d" / "curves").glob("ddpm-smoke-s*.safetensors"))
+    kept = sorted((shipped / "toy2d" / "curves").glob(f"{run_name('ddpm', TINY)}-s*.safetensors"))
     assert kept and kept[-1].is_symlink() and kept[-1].resolve() == path.resolve()  # the model itself: a link
     assert curve_files("ddpm", TINY, root=cache, shipped_root=shipped) == kept
     assert path.name == f"ddpm-smoke-{weights_id(trained)}.safetensors"
@@ -165,7 +165,7 @@ def test_an_altered_shipped_file_is_refused_with_its_reason(tmp_path: Path) -> N
     cache, shipped = tmp_path / "cache", tmp_path / "models"
     train_model("ddpm", TINY, device="cpu", root=cache, shipped_root=shipped)
     path = ship_model("ddpm", TINY, root=cache, shipped_root=shipped)
-    kept = sorted((shipped / "toy2d" / "curves").glob("ddpm-smoke-s*.safetensors"))
+    kept = sorted((shipped / "toy2d" / "curves").glob(f"{run_name('ddpm', TINY)}-s*.safetensors"))
     assert kept and kept[-1].is_symlink() and kept[-1].resolve() == path.resolve()  # the model itself: a link
     assert curve_files("ddpm", TINY, root=cache, shipped_root=shipped) == kept
     state = load_file(str(path))

@@ -17,9 +17,14 @@ def _preset(args: argparse.Namespace):
     from .train import resolve_preset
 
     preset = resolve_preset(PRESETS[args.preset], args.dataset)
-    if args.steps is not None:
-        preset = preset.with_steps(args.steps)
+    if args.steps is not None:  # the named model's steps; `bench --method all`: every model's
+        preset = preset.with_steps(args.steps, None if args.method == ALL else _model_name(args))
     return preset
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    spec = _spec_of(args)
+    return spec if isinstance(spec, str) else spec.name
 
 
 def _request(args: argparse.Namespace, **override):
@@ -174,6 +179,7 @@ def cmd_curve(args: argparse.Namespace) -> None:
     benched at one NFE into a results folder of its own: the rows of a training-compute curve."""
     from .benchmark.harness import run_bench
     from .methods import get_method
+    from .report_utils import log
     from .train import curve_files
 
     _not_all(args)
@@ -185,8 +191,25 @@ def cmd_curve(args: argparse.Namespace) -> None:
         raise ValueError(f"no kept checkpoints of {method.spec_for(nfe).tag}-{preset.name}: train it "
                          f"(`trilemma-bench train --method {args.method} --preset {preset.name}`) first")
 
+    done = _benched(args.results, method.name, nfe, args.seeds, args.num_samples or preset.num_samples)
     for path in files:
+        # A name carries the weights' digest: rows under it are these weights' (a longer run's first kept
+        # checkpoints are the preset run's, benched already).
+        if path.stem in done:
+            log(f"{path.stem}: benched already at NFE {nfe}, seeds {args.seeds} in {args.results}; skipped")
+            continue
         run_bench(_request(args, nfe=[nfe], weights=path, bpd_images=0))
+
+
+def _benched(results: Path, method: str, nfe: int, seeds: list[int], num_samples: int) -> set[str]:
+    """Checkpoints with a row for every one of ``seeds`` at (method, NFE, samples) in a results folder."""
+    from .benchmark.results import read_results
+
+    rows = read_results(results)
+    rows = rows[(rows["method"] == method) & (rows["nfe"].astype(str) == str(nfe))]
+    rows = rows[rows["num_samples"].astype(str) == str(num_samples)]
+    have = rows.groupby("checkpoint")["seed"].agg(lambda s: {int(v) for v in s})
+    return {name for name, got in have.items() if set(seeds) <= got}
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:

@@ -64,11 +64,26 @@ class Preset:
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
 
-    def with_steps(self, steps: int) -> Preset:
-        """Every model of the preset trained for ``steps`` steps (``--steps``)."""
+    def with_steps(self, steps: int, model: str | None = None) -> Preset:
+        """``model`` (every model of the preset when None) trained for ``steps`` steps (``--steps``). Naming the
+        model leaves what it is trained on (latent diffusion's autoencoder) as the preset has it."""
         if steps < 1:
             raise ValueError(f"--steps must be positive, got {steps}")
-        return self.replace(models={m: c.replace(train_steps=steps) for m, c in self.models.items()})
+        return self.replace(models={m: c.replace(train_steps=steps) if model in (None, m) else c
+                                    for m, c in self.models.items()})
+
+    def validate_every(self, model: str) -> int:
+        """Steps between validations: a tenth of the run, but never more than a tenth of the named preset's
+        length. A run longer than the preset's (``--steps``) then validates where the preset's run does, and as
+        each validation draws from the global random stream (the loader's seed), its first steps are that run's
+        bit for bit: a longer curve continues the shipped one instead of restarting it."""
+        total = self.train_config(model).train_steps
+        return max(1, min(total, self.nominal_steps(model) or total) // 10)
+
+    def nominal_steps(self, model: str) -> int | None:
+        """``model``'s training steps in the preset of this name as defined (None for a preset made elsewhere)."""
+        nominal = PRESETS[self.name].models.get(model) if self.name in PRESETS else None
+        return None if nominal is None else nominal.train_steps
 
 
 def _ddpm(net: dict[str, Any], train_steps: int, **kwargs: Any) -> TrainConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -132,9 +133,9 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     if first:
         module.use_prerequisites(first)
     data = TrilemmaDataModule(preset.dataset, batch_size=cfg.batch_size // devices, seed=seed, hflip=cfg.hflip)
-    val_every = max(1, cfg.train_steps // 10)
+    val_every = preset.validate_every(spec.name)
     clock = TrainingClock()
-    stem = f"{spec.tag}-{preset.name}"
+    stem = run_name(spec, preset)
     meta = {"training_config": expected, "train_seed": seed, "devices": devices}
     trainer = L.Trainer(
         # Lightning counts optimizer steps: a GAN's training step makes two (DDGAN), so train_steps counts batches.
@@ -174,12 +175,20 @@ def train_model(model: str | ModelSpec, preset: Preset, *, device: str = "auto",
     return module.eval(), path
 
 
+def run_name(model: str | ModelSpec, preset: Preset) -> str:
+    """The name of a training's kept checkpoints: model and preset, and the run's length where it is not the
+    preset's (``--steps``), so the report never pools two runs' checkpoints of the same step."""
+    spec = _spec(model)
+    total, nominal = preset.train_config(spec.name).train_steps, preset.nominal_steps(spec.name)
+    return f"{spec.tag}-{preset.name}" + ("" if nominal in (None, total) else f"-{total}steps")
+
+
 def curve_files(model: str | ModelSpec, preset: Preset, *, seed: int = 0, root: Path | None = None,
                 shipped_root: Path | None = None) -> list[Path]:
     """The checkpoints a training of (model, preset) kept on its log-spaced schedule, by steps: the shipped ones
     (``models/<dataset>/curves/``) where there are any, else the cache's (``<checkpoint>.curve/``)."""
     spec = _spec(model)
-    stem = f"{spec.tag}-{preset.name}"
+    stem = run_name(spec, preset)
     want = {"training_config": preset.training_config(spec.name, spec.options), "train_seed": seed}
     for folder in (shipped_dir(shipped_root) / preset.dataset / "curves",
                    checkpoint_path(spec.tag, preset.name, preset.dataset, root, seed).with_suffix(".curve")):
@@ -249,13 +258,26 @@ def ship_model(model: str | ModelSpec, preset: Preset, *, root: Path | None = No
         kept_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kept.with_suffix(".json"), kept_dir / kept.with_suffix(".json").name)
         target = kept_dir / kept.name
-        if filecmp.cmp(kept, out, shallow=False):  # the last kept one is the model itself: a link, not a copy
-            target.unlink(missing_ok=True)
-            target.symlink_to(Path("..") / out.name)
+        same = _shipped_copy(kept, kept_dir.parent, besides=target)
+        target.unlink(missing_ok=True)
+        if same is not None:  # the model itself, or a longer run's first checkpoints: a link, not a copy
+            target.symlink_to(Path(os.path.relpath(same, kept_dir)))
         else:
             shutil.copyfile(kept, target)
-        log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB{', a link to ' + out.name if target.is_symlink() else ''})")
+        log(f"shipped {kept.name} ({kept.stat().st_size / 1e6:.1f} MB"
+            f"{', a link to ' + same.name if same is not None else ''})")
     return out
+
+
+def _shipped_copy(kept: Path, folder: Path, besides: Path) -> Path | None:
+    """A shipped file (not a link) under ``folder`` with ``kept``'s bytes: a kept checkpoint equal to the model, or
+    a longer run's checkpoint equal to the preset run's (Preset.validate_every). Names end in the weights' digest,
+    so only files of the same digest are compared."""
+    digest = kept.stem.rsplit("-", 1)[-1]
+    for other in sorted(folder.rglob(f"*-{digest}.safetensors")):
+        if other != besides and not other.is_symlink() and filecmp.cmp(kept, other, shallow=False):
+            return other
+    return None
 
 
 def _plot_loss(metrics_csv: Path, out: Path) -> None:

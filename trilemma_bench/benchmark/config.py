@@ -87,7 +87,7 @@ def make_config(req: BenchRequest) -> BenchConfig:
             method = solver_method(method, req.solver, req.schedule)
         preset.train_config(method.model)  # a preset without this method's model says so now
     if req.steps is not None:
-        preset = preset.with_steps(req.steps)
+        preset = preset.with_steps(req.steps, method.model)  # its prerequisites keep the preset's
 
     nfes = tuple(req.nfe or method.default_nfe)
     seeds = tuple(req.seeds or (0,))

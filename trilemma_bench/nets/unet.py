@@ -22,15 +22,16 @@ from .embeddings import AdaGroupNorm, ConditionEmbedding, LatentMapping, fourier
 MIN_GROUP_VALUES = 16
 
 
-def groups(channels: int, pixels: int | None = None) -> int:
+def groups(channels: int, pixels: int | None = None, min_values: int = MIN_GROUP_VALUES) -> int:
     """32 groups as in the paper, fewer where the channels or a group's values (channels / groups x ``pixels``,
-    the feature map's area) would be too few; ``pixels`` None: the channels alone decide (feature maps of any size)."""
+    the feature map's area) would be fewer than ``min_values``; ``pixels`` None: the channels alone decide
+    (feature maps of any size)."""
     return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and g <= channels
-                and (pixels is None or channels // g * pixels >= MIN_GROUP_VALUES or g == 1))
+                and (pixels is None or channels // g * pixels >= min_values or g == 1))
 
 
-def norm(channels: int, pixels: int | None = None) -> nn.GroupNorm:
-    return nn.GroupNorm(groups(channels, pixels), channels)
+def norm(channels: int, pixels: int | None = None, min_values: int = MIN_GROUP_VALUES) -> nn.GroupNorm:
+    return nn.GroupNorm(groups(channels, pixels, min_values), channels)
 
 
 class ResBlock(nn.Module):
@@ -38,11 +39,11 @@ class ResBlock(nn.Module):
     norms adaptive (scale and shift from the mapped latent), as DDGAN's ResnetBlock*_Adagn."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, z_emb_dim: int = 0,
-                 pixels: int | None = None):
+                 pixels: int | None = None, min_values: int = MIN_GROUP_VALUES):
         super().__init__()
 
         def gn(c: int) -> nn.Module:
-            return AdaGroupNorm(groups(c, pixels), c, z_emb_dim) if z_emb_dim else norm(c, pixels)
+            return AdaGroupNorm(groups(c, pixels, min_values), c, z_emb_dim) if z_emb_dim else norm(c, pixels, min_values)
 
         # Module names and order as before the AdaGN path: DDPM checkpoints and initialisations are unchanged.
         self.block1 = nn.Sequential(gn(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
@@ -67,9 +68,9 @@ def _normed(block: nn.Sequential, x: Tensor, zemb: Tensor | None) -> Tensor:
 class Attention(nn.Module):
     """Single-head self-attention over pixels, through PyTorch's fused kernel."""
 
-    def __init__(self, channels: int, pixels: int | None = None):
+    def __init__(self, channels: int, pixels: int | None = None, min_values: int = MIN_GROUP_VALUES):
         super().__init__()
-        self.norm = norm(channels, pixels)
+        self.norm = norm(channels, pixels, min_values)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -84,10 +85,10 @@ class Level(nn.Module):
     """Res blocks at one resolution, each optionally followed by attention."""
 
     def __init__(self, chans: Sequence[tuple[int, int]], emb_dim: int, dropout: float, attn: bool, z_emb_dim: int = 0,
-                 pixels: int | None = None):
+                 pixels: int | None = None, min_values: int = MIN_GROUP_VALUES):
         super().__init__()
-        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout, z_emb_dim, pixels) for i, o in chans)
-        self.attn = nn.ModuleList(Attention(o, pixels) if attn else nn.Identity() for _, o in chans)
+        self.res = nn.ModuleList(ResBlock(i, o, emb_dim, dropout, z_emb_dim, pixels, min_values) for i, o in chans)
+        self.attn = nn.ModuleList(Attention(o, pixels, min_values) if attn else nn.Identity() for _, o in chans)
 
 
 class Upsample(nn.Sequential):
@@ -120,7 +121,8 @@ class UNet(nn.Module):
     ``fourier`` adds VDM's Fourier features of the input; ``z_dim`` adds DDGAN's latent through a mapping
     network (``z_emb_dim`` wide, ``n_mlp`` hidden layers) into adaptive group norms; ``out_channels``
     defaults to the input channels (eps- or x0-prediction share the same body); ``output="tanh"`` squashes
-    the output into [-1, 1] (DDGAN's generator of images).
+    the output into [-1, 1] (DDGAN's generator of images). ``norm_min_values``: the fewest values a group norm
+    averages (channels per group x the map's area); each group's mean and scale are lost to the layers after it.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class UNet(nn.Module):
         z_emb_dim: int = 256,
         n_mlp: int = 3,
         output: str = "linear",
+        norm_min_values: int = MIN_GROUP_VALUES,
     ):
         super().__init__()
         if output not in ("linear", "tanh"):
@@ -149,6 +152,7 @@ class UNet(nn.Module):
         self.embed = ConditionEmbedding(ch, emb_dim)
         self.mapping = LatentMapping(z_dim, z_emb_dim, n_mlp) if z_dim else None
         zd = z_emb_dim if z_dim else 0
+        mv = norm_min_values
         self.stem = nn.Conv2d(in_channels * (1 + 2 * len(self.fourier)), ch, 3, padding=1)
 
         # Attention goes where a level's size is in attn_resolutions, sizes taken as they really are (7 -> 4).
@@ -161,15 +165,15 @@ class UNet(nn.Module):
                 chans.append((c, ch * mult))
                 c = ch * mult
                 skips.append(c)
-            self.down.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2))
+            self.down.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2, mv))
             last = i == len(ch_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
             if not last:
                 skips.append(c)
 
         area = sizes[-1] ** 2
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd, area), Attention(c, area),
-                                  ResBlock(c, c, emb_dim, dropout, zd, area)])
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, zd, area, mv), Attention(c, area, mv),
+                                  ResBlock(c, c, emb_dim, dropout, zd, area, mv)])
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, mult in reversed(list(enumerate(ch_mult))):
@@ -177,9 +181,9 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks + 1):
                 chans.append((c + skips.pop(), ch * mult))
                 c = ch * mult
-            self.up.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2))
+            self.up.append(Level(chans, emb_dim, dropout, sizes[i] in attn_resolutions, zd, sizes[i] ** 2, mv))
             self.upsample.append(nn.Identity() if i == 0 else Upsample(c))
-        self.head = nn.Sequential(norm(c, sizes[0] ** 2), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
+        self.head = nn.Sequential(norm(c, sizes[0] ** 2, mv), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, z: Tensor | None = None) -> Tensor:
         emb = self.embed(t)
