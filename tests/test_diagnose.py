@@ -99,3 +99,29 @@ def test_the_diagnose_and_curve_commands_run_on_a_tiny_training(tmp_path, monkey
     captured = capsys.readouterr()
     out = (captured.out + captured.err).replace("\n", " ")
     assert "oracle FD" in out and "learned eps MSE" in out and ("pipeline sound" in out or "PIPELINE" in out)
+
+
+class _Offset(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, offset: torch.Tensor):
+        super().__init__()
+        self.net, self.offset = net, offset
+
+    def forward(self, x, t, *args):
+        return self.net(x, t) + self.offset
+
+
+def test_the_eps_error_names_the_part_in_each_channels_level() -> None:
+    """An error that is a constant per channel lies wholly in the channels' mean levels; white noise over 4x4 maps
+    puts 1/16 of itself there."""
+    points = torch.randn(50, 2, 4, 4, generator=torch.Generator().manual_seed(4))
+    oracle = dg.OracleEps(ALPHA_BAR, points)
+    level_error = _Offset(oracle, torch.tensor([0.1, -0.1]).view(1, 2, 1, 1))
+    total, level = dg.eps_errors(level_error, oracle, points, ALPHA_BAR, [600, 999], n=64)
+    assert total[999] == pytest.approx(0.01, rel=1e-4) and level[999] == pytest.approx(total[999], rel=1e-6)
+    white = _Offset(oracle, 0.1 * torch.randn(64, 2, 4, 4, generator=torch.Generator().manual_seed(5)))
+    total, level = dg.eps_errors(white, oracle, points, ALPHA_BAR, [999], n=64)
+    assert level[999] / total[999] == pytest.approx(1 / 16, rel=0.3)
+    flat = torch.randn(30, 2)
+    flat_oracle = dg.OracleEps(ALPHA_BAR, flat)
+    flat_total, flat_level = dg.eps_errors(flat_oracle, flat_oracle, flat, ALPHA_BAR, [999], n=8)
+    assert flat_total[999] == 0 and flat_level == {}  # points without maps: no levels to name

@@ -108,20 +108,25 @@ def check_samples(samples: Tensor, points: Tensor, nfe: int) -> SampleCheck:
 
 
 def eps_errors(net: nn.Module, oracle: OracleEps, points: Tensor, alpha_bar: Tensor, ts: list[int],
-               n: int = 256, seed: int = 0) -> dict[int, float]:
+               n: int = 256, seed: int = 0) -> tuple[dict[int, float], dict[int, float]]:
     """Mean squared error per dimension of the learned eps against the oracle's, at each index time in ``ts``,
-    on x_t made from training points (the same points and noise at every t)."""
+    on x_t made from training points (the same points and noise at every t); and, for images (latents included),
+    the part of it in each channel's spatial mean: the share a norm that averages over one channel's map cannot
+    pass on (the digits and MNIST f = 4 defects)."""
     g = torch.Generator().manual_seed(seed)
     x0 = points[torch.randint(0, len(points), (n,), generator=g)].float()
     noise = torch.randn(x0.shape, generator=g)
-    out = {}
+    total, level = {}, {}
     with torch.no_grad():
         for t in ts:
             a = float(alpha_bar[t])
             x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * noise
             tt = torch.full((n,), t)
-            out[t] = float((net(x_t, tt).double() - oracle(x_t, tt).double()).pow(2).mean())
-    return out
+            d = net(x_t, tt).double() - oracle(x_t, tt).double()
+            total[t] = float(d.pow(2).mean())
+            if d.dim() == 4 and d.shape[-1] * d.shape[-2] > 1:
+                level[t] = float(d.mean(dim=(2, 3)).pow(2).mean())  # mean^2 per channel = its share per value
+    return total, level
 
 
 def draw(method: Any, model: Any, net: nn.Module, shape: tuple[int, ...], nfe: int, n: int, seed: int) -> Tensor:
@@ -135,6 +140,7 @@ class Diagnosis:
     oracle: list[SampleCheck]
     learned: list[SampleCheck]
     eps_error: dict[int, float]  # index time -> learned eps MSE against the oracle's (eps models only)
+    eps_level: dict[int, float]  # the part of it in each channel's spatial mean (images and latents only)
     points_largest: float
     decoded: list[tuple[int, float, float]]  # latent models: (NFE, oracle FD, learned FD) of decoded images
 
@@ -171,6 +177,12 @@ class Diagnosis:
             lines.append("eps error against the oracle (t >= 200, where the oracle averages many training points) is "
                          "largest at t = " + ", ".join(f"{t} ({high[t]:.3g})" for t in worst)
                          + f"; smallest {min(high.values()):.3g}.")
+            share = {t: self.eps_level[t] / e for t, e in high.items() if t in self.eps_level and e > 0}
+            if share and max(share.values()) > 0.3:
+                top = max(share, key=share.get)
+                lines.append(f"{share[top]:.0%} of that error at t = {top} is each channel's mean level over its map: "
+                             "the network cannot pass channel levels on (a group norm averaging one channel's map "
+                             "erases them; see nets/unet.py's norm_min_values).")
         return lines
 
 
@@ -195,12 +207,12 @@ def diagnose(method: Any, model: Any, x_train: Tensor, nfes: list[int], *, n: in
                     got[name] = float(frechet_distance(decoder(s).double().flatten(1), x_train.double().flatten(1)))
         if decoder is not None:
             decoded.append((nfe, got["oracle"], got["learned"]))
-    errors = {}
+    errors, level = {}, {}
     if isinstance(oracle_net, OracleEps):
         steps = len(oracle_net.schedule.alpha_bar)
         ts = [t for t in EPS_TIMES if t < steps]
-        errors = eps_errors(model.denoiser(), oracle_net, points, oracle_net.schedule.alpha_bar, ts, seed=seed)
-    return Diagnosis(method.name, oracle, learned, errors, float(points.abs().max()), decoded)
+        errors, level = eps_errors(model.denoiser(), oracle_net, points, oracle_net.schedule.alpha_bar, ts, seed=seed)
+    return Diagnosis(method.name, oracle, learned, errors, level, float(points.abs().max()), decoded)
 
 
 def print_diagnosis(result: Diagnosis, title: str) -> None:
@@ -221,5 +233,8 @@ def print_diagnosis(result: Diagnosis, title: str) -> None:
     if result.eps_error:
         console.print("learned eps MSE against the oracle's, by index time t: "
                       + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_error.items()))
+    if result.eps_level:
+        console.print("of which each channel's mean level over its map: "
+                      + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_level.items()))
     for line in result.verdict():
         console.print(f"- {line}")
