@@ -227,8 +227,9 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
     if not curves.empty:
         table = curve_table(curves)
         pngs = {name: str(p.relative_to(out)) for name, p in plot_curves(curves, out / "plots").items()}
-        note = ("Each model's checkpoints kept on a log-spaced schedule during its one training run (250, 500, 1k, "
-                "... steps), benched at one NFE (mean ± 95% t interval over seeds). Converged: the last doubling "
+        note = ("Each model's checkpoints kept on a log-spaced schedule during one training run (250, 500, 1k, "
+                "... steps), benched at one NFE (mean ± 95% t interval over seeds); a run longer than its preset's "
+                "(`--steps N`) is its own line, '<model>-<preset>-<N>steps'. Converged: the last doubling "
                 "of training changed the metric by no more than its paired interval; still changing: the model's "
                 "rows describe its training budget, not its method.")
         sections.append(Section("Quality against training compute", table, pngs, notes=[note]))
