@@ -23,8 +23,10 @@ def _preset(args: argparse.Namespace):
 
 
 def _model_name(args: argparse.Namespace) -> str:
-    spec = _spec_of(args)
-    return spec if isinstance(spec, str) else spec.name
+    """The model --method names (a model name) or samples from (a method name; every NFE's variant alike)."""
+    from .methods import METHODS, MODELS, get_method
+
+    return args.method if args.method in MODELS and args.method not in METHODS else get_method(args.method).model
 
 
 def _request(args: argparse.Namespace, **override):
