@@ -203,8 +203,10 @@ PRESETS: dict[str, Preset] = {
                                        "num_res_blocks": 1, "mid_attention": False},
                                       3000, recon_split="test", batch_size=128, lr=3e-3, warmup_steps=100, grad_clip=0.0),
                 # The pixel model's UNet and budget on latents of 28 / f: 28x28, 14x14 (14 -> 7 -> 4) or 7x7 (7 -> 4 -> 2).
+                # Each group norm averages at least 256 values: with 16 (one channel per group on the 7x7 map) the
+                # network lost each channel's level, 58% of its eps error at high noise (docs/results.md, MNIST).
                 "ldm": _latent({"ch": 16, "ch_mult": (1, 2, 4), "num_res_blocks": 1, "attn_resolutions": (7,),
-                                "dropout": 0.1}, 6000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
+                                "dropout": 0.1, "norm_min_values": 256}, 6000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999),
             },
             num_samples=2000,
             note="MNIST 28x28, 0.7M-parameter UNet: minutes on a GPU, about an hour on a 2-core CPU.",
