@@ -28,7 +28,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset (default: the preset's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--retrain", action="store_true", help="train anew even when a checkpoint exists")
-    p.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train the model --method names (or samples from) this many steps instead of the preset's; "
+                        "what it is trained on keeps the preset's (a latent model's autoencoder); a run of another "
+                        "length is its own run, <model>-<preset>-<N>steps")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: torch's); 1 runs steadily on a shared machine")
     p.add_argument("--train-seed", type=int, default=0,
