@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from trilemma_bench.benchmark.oracle import MixtureEps
-from trilemma_bench.nets import unet
 from trilemma_bench.nets.unet import MIN_GROUP_VALUES, UNet
 from trilemma_bench.schedules import alphas_cumprod, make_betas
 
@@ -38,7 +37,7 @@ def test_every_group_norm_of_a_small_map_averages_enough_values(size: int) -> No
     assert min(sizes) >= min(MIN_GROUP_VALUES, 32)
 
 
-def _eps_error_after_training() -> float:
+def _eps_error_after_training(min_values: int = MIN_GROUP_VALUES) -> float:
     """A tiny UNet trained 400 steps on a mixture of 8 points in 2x2x2 whose two channels have their own level
     and scale; its largest mean squared eps error at t = 900, 950, 999 against the exact eps of that mixture."""
     g = torch.Generator().manual_seed(0)
@@ -47,7 +46,7 @@ def _eps_error_after_training() -> float:
     centers = (level + scale * torch.randn(8, *SHAPE, generator=g)).flatten(1)
     alpha_bar = alphas_cumprod(make_betas("linear", 1000))
     exact = MixtureEps(alpha_bar, centers=centers.double(), std=STD)
-    return _eps_error(centers, alpha_bar, exact, g)
+    return _eps_error(centers, alpha_bar, exact, g, min_values)
 
 
 @pytest.mark.slow  # a real training (47 s in the fast tier on 2026-12-06); its partner below is slow too
@@ -56,9 +55,11 @@ def test_a_latent_unet_learns_eps_at_high_noise() -> None:
     assert _eps_error_after_training() < 0.02
 
 
-def _eps_error(centers: torch.Tensor, alpha_bar: torch.Tensor, exact: MixtureEps, g: torch.Generator) -> float:
+def _eps_error(centers: torch.Tensor, alpha_bar: torch.Tensor, exact: MixtureEps, g: torch.Generator,
+              min_values: int) -> float:
     torch.manual_seed(0)
-    net = UNet(2, image_size=2, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    net = UNet(2, image_size=2, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
+               norm_min_values=min_values)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     a = alpha_bar.float()
     for _ in range(400):
@@ -84,11 +85,10 @@ def _eps_error(centers: torch.Tensor, alpha_bar: torch.Tensor, exact: MixtureEps
 
 
 @pytest.mark.slow
-def test_the_old_rule_is_what_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same training with the rule before the fix (32 groups whatever the map's size) keeps an error floor
-    about 5x higher: the regression test above fails on that code."""
-    monkeypatch.setattr(unet, "MIN_GROUP_VALUES", 0)
-    assert _eps_error_after_training() > 0.02
+def test_the_old_rule_is_what_fails() -> None:
+    """The same training with the rule before the fix (32 groups whatever the map's size: no minimum) keeps an
+    error floor about 5x higher: the regression test above fails on that code."""
+    assert _eps_error_after_training(min_values=0) > 0.02
 
 
 def test_norm_min_values_is_honoured_on_every_group_norm() -> None:
