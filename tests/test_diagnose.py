@@ -71,6 +71,16 @@ def test_diagnose_tells_a_network_deficit_from_a_pipeline_defect(monkeypatch: py
     assert found.verdict()[0].startswith("pipeline sound")
     assert max(found.eps_error.values()) > 0.05  # 0.3^2 x eps^2 at every t
 
+    assert found.scored == []  # no features asked for
+
+    # In features (here a fixed random map to 8 dimensions, as an extractor would be), the same verdict and a line
+    # saying the network's images are far from the oracle's.
+    proj = torch.randn(2, 8, generator=torch.Generator().manual_seed(6))
+    found = dg.diagnose(ddim, model, points, [50], n=300, features=lambda x: torch.tanh(x @ proj))
+    (nfe, fid_oracle, fid_learned), = found.scored
+    assert nfe == 50 and fid_learned > 3 * fid_oracle
+    assert any("in the bench's features" in line for line in found.verdict())
+
     broken = type(ddim)(**{**ddim.__dict__, "sample_fn": lambda *a: 2 * ddim.sample_fn(*a)})
     found = dg.diagnose(broken, model, points, [50], n=300)
     assert found.verdict()[0].startswith("PIPELINE")
@@ -125,3 +135,21 @@ def test_the_eps_error_names_the_part_in_each_channels_level() -> None:
     flat_oracle = dg.OracleEps(ALPHA_BAR, flat)
     flat_total, flat_level = dg.eps_errors(flat_oracle, flat_oracle, flat, ALPHA_BAR, [999], n=8)
     assert flat_total[999] == 0 and flat_level == {}  # points without maps: no levels to name
+
+
+def test_diagnose_scores_images_with_the_benchs_features() -> None:
+    """Image datasets get the bench's extractor on quantized images (any sample in [-1, 1] is accepted, off-grid
+    values included); point datasets get none."""
+    from trilemma_bench.cli import _bench_features
+
+    assert _bench_features("toy2d") is None
+    features = _bench_features("digits")
+    assert features is not None
+    from trilemma_bench.data import DATASETS
+    from trilemma_bench.quantize import quantize
+
+    x = quantize(torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(7)) * 2 - 1, DATASETS["digits"].levels)
+    f = features(x)
+    assert f.shape[0] == 5 and f.dim() == 2
+    half_level = 1 / (DATASETS["digits"].levels - 1)  # levels are 2 / (levels - 1) apart
+    torch.testing.assert_close(features((x + 0.5 * half_level).clamp(-1, 1)), f)  # quantized first: same features

@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli_parser import ALL, build_parser
 from .paths import LOCAL_DIR, REFERENCE_DIR
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _preset(args: argparse.Namespace):
@@ -214,6 +219,19 @@ def _benched(results: Path, method: str, nfe: int, seeds: list[int], num_samples
     return {name for name, got in have.items() if set(seeds) <= got}
 
 
+def _bench_features(dataset: str) -> Callable[[Tensor], Tensor] | None:
+    """Images as the bench scores them: quantized to the data's levels, then the default extractor's features."""
+    from .metrics.extractor import dataset_info
+    from .metrics.features import default_extractor, get_extractor
+    from .quantize import quantize
+
+    info = dataset_info(dataset)
+    if not info.is_image:
+        return None
+    extractor = get_extractor(default_extractor(dataset), dataset)
+    return lambda images: extractor(quantize(images, info.levels))
+
+
 def cmd_diagnose(args: argparse.Namespace) -> None:
     from .data import load_split
     from .diagnose import diagnose, print_diagnosis
@@ -230,8 +248,9 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
         if spec not in runs:
             runs[spec] = (train_model(spec, preset, seed=args.train_seed)[0], [])
         runs[spec][1].append(nfe)
+    features = _bench_features(preset.dataset)
     for spec, (model, grid) in runs.items():
-        result = diagnose(method, model, x_train, grid, n=args.num_samples, seed=args.seed)
+        result = diagnose(method, model, x_train, grid, n=args.num_samples, seed=args.seed, features=features)
         print_diagnosis(result, f"diagnose {method.name} ({spec.tag}, preset {preset.name}): samples against the "
                                 f"{len(x_train)} training points, {args.num_samples} per cell")
 

@@ -16,6 +16,7 @@ against the oracle's, per noise level, names where the network is weakest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,7 @@ class Diagnosis:
     eps_level: dict[int, float]  # the part of it in each channel's spatial mean (images and latents only)
     points_largest: float
     decoded: list[tuple[int, float, float]]  # latent models: (NFE, oracle FD, learned FD) of decoded images
+    scored: list[tuple[int, float, float]]  # images: (NFE, oracle FID, learned FID) in the bench's features
 
     def verdict(self) -> list[str]:
         """What the figures say: pipeline or network, and where the network is weakest."""
@@ -165,6 +167,11 @@ class Diagnosis:
                      f"({ratio:.0f}x the oracle's worst) and spread {min(c.spread for c in self.learned):.2f}-"
                      f"{max(c.spread for c in self.learned):.2f}" + (f"; too wide or narrow at NFE {wide}" if wide else "")
                      + ".")
+        far = [(nfe, fo, fl) for nfe, fo, fl in self.scored if fl > 3 * max(fo, 1e-12)]
+        if far:
+            nfe, fo, fl = max(far, key=lambda c: c[2] / max(c[1], 1e-12))
+            lines.append(f"in the bench's features the network's images are far from the oracle's (FID {fl:.3g} against "
+                         f"{fo:.3g} at NFE {nfe}): what the model samples in may look close while the images do not.")
         trend = [c.frechet for c in self.learned]
         if len(trend) > 1 and trend[-1] > trend[0] * 1.2:
             lines.append("the learned model gets worse with more steps while the oracle does not: an eps error the "
@@ -189,30 +196,39 @@ class Diagnosis:
 EPS_TIMES = (0, 50, 100, 200, 400, 600, 800, 900, 950, 999)
 
 
-def diagnose(method: Any, model: Any, x_train: Tensor, nfes: list[int], *, n: int = 500, seed: int = 0) -> Diagnosis:
+def diagnose(method: Any, model: Any, x_train: Tensor, nfes: list[int], *, n: int = 500, seed: int = 0,
+             features: Callable[[Tensor], Tensor] | None = None) -> Diagnosis:
     """The oracle and the learned network through ``method``'s sampler at each NFE (a model per NFE where the
-    method has one: pass the model of that NFE), against the model's training points."""
+    method has one: pass the model of that NFE), against the model's training points. ``features`` (images: the
+    bench's extractor, quantized input) adds both samples' FID against the training images in those features,
+    the bench's own score: a latent Frechet distance near the oracle's can hide images the metrics see as far."""
     points = model.training_points(x_train)
     oracle_net = model.oracle_network(points)
     shape = tuple(points.shape[1:])
-    oracle, learned, decoded = [], [], []
+    oracle, learned, decoded, scored = [], [], [], []
+    train_features = None if features is None else features(x_train).double()
     decoder = method.decoder(model) if method.decoder is not None else None
     for nfe in nfes:
-        got = {}
+        got, fids = {}, {}
         for name, net in (("oracle", oracle_net), ("learned", model.denoiser())):
             s = draw(method, model, net, shape, nfe, n, seed)
             (oracle if name == "oracle" else learned).append(check_samples(s, points, nfe))
+            with torch.no_grad():
+                images = decoder(s) if decoder is not None else s
             if decoder is not None:
-                with torch.no_grad():
-                    got[name] = float(frechet_distance(decoder(s).double().flatten(1), x_train.double().flatten(1)))
+                got[name] = float(frechet_distance(images.double().flatten(1), x_train.double().flatten(1)))
+            if features is not None and train_features is not None:
+                fids[name] = float(frechet_distance(features(images.float()).double(), train_features))
         if decoder is not None:
             decoded.append((nfe, got["oracle"], got["learned"]))
+        if fids:
+            scored.append((nfe, fids["oracle"], fids["learned"]))
     errors, level = {}, {}
     if isinstance(oracle_net, OracleEps):
         steps = len(oracle_net.schedule.alpha_bar)
         ts = [t for t in EPS_TIMES if t < steps]
         errors, level = eps_errors(model.denoiser(), oracle_net, points, oracle_net.schedule.alpha_bar, ts, seed=seed)
-    return Diagnosis(method.name, oracle, learned, errors, level, float(points.abs().max()), decoded)
+    return Diagnosis(method.name, oracle, learned, errors, level, float(points.abs().max()), decoded, scored)
 
 
 def print_diagnosis(result: Diagnosis, title: str) -> None:
@@ -230,6 +246,9 @@ def print_diagnosis(result: Diagnosis, title: str) -> None:
     console.print(table)
     for nfe, fo, fl in result.decoded:
         console.print(f"decoded images, NFE {nfe}: pixel-space Frechet distance oracle {fo:.4g}, learned {fl:.4g}")
+    for nfe, fo, fl in result.scored:
+        console.print(f"images, NFE {nfe}: FID in the bench's features against the training images oracle {fo:.4g}, "
+                      f"learned {fl:.4g}")
     if result.eps_error:
         console.print("learned eps MSE against the oracle's, by index time t: "
                       + ", ".join(f"t={t}: {e:.3g}" for t, e in result.eps_error.items()))
