@@ -218,3 +218,20 @@ def test_a_shipped_latent_model_holds_its_own_weights_and_takes_the_shipped_auto
     a = method.sample(ldm, z, 3, noise=ImageNoise(0, range(4)))
     b = method.sample(again, z, 3, noise=ImageNoise(0, range(4)))
     assert torch.equal(method.decoder(ldm)(a), method.decoder(again)(b))
+
+
+def test_a_kept_checkpoint_loaded_names_the_autoencoder_it_samples_through(trained, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept (curve) checkpoint records no autoencoder of its own: loaded, it takes the trained one in, checks it,
+    and its rows name it (they said "untrained" while sampling through the trained decoder)."""
+    from trilemma_bench.train import curve_files, load_weights_file
+
+    ldm, _, root, _, _ = trained
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "checkpoints").symlink_to(root)  # the prerequisites resolve through the default cache
+    monkeypatch.setenv("TRILEMMA_BENCH_CACHE", str(tmp_path / "cache"))
+    kept = curve_files(latent_spec(F), TINY, root=root)
+    assert kept, "the tiny training kept no checkpoint"
+    module = load_weights_file(latent_spec(F), TINY, kept[-1])
+    named = module.row_info()["autoencoder"]
+    assert "untrained" not in named and named == ldm.row_info()["autoencoder"]

@@ -139,6 +139,7 @@ class LatentDiffusion(DDPM):
                 f"latent diffusion checkpoint was trained on the latents of autoencoder weights {have[:10]}, but the "
                 f"autoencoder checkpoint for this preset now holds {want[:10]} (retrained?): its latent space is "
                 "another. It is never used silently: pass --retrain (trains both anew) or delete it.")
+        self.autoencoder_digest = have  # checked: a kept checkpoint's file records none of its own
         self.reconstruction = dict(ae.reconstruction)
 
     def _autoencoder_of(self, models: dict[str, L.LightningModule]) -> Autoencoder:
