@@ -55,7 +55,8 @@ class ShipsWeights:
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
     optimizer_steps_per_batch: ClassVar[int] = 1
     # Network passes per training example, in units of the sampled network's forward FLOPs: forward and backward
-    # (about twice the forward) of the denoiser. NaN where that is not the training cost (a GAN trains D too).
+    # (about twice the forward) of the denoiser; tests/test_flops.py counts 3.00 for the digits DDPM. A model whose
+    # training is another cost counts its own (DDGAN: G and D, flops.py).
     train_passes: ClassVar[float] = 3.0
     weights_source: str = "untrained"
     # How far the loaded weights were trained: steps, wall and CPU seconds, threads (empty when unknown).

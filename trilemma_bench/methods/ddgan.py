@@ -18,7 +18,6 @@ iterations, and ``train.py`` multiplies ``max_steps`` by :attr:`DDGAN.optimizer_
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -29,6 +28,7 @@ from torch.nn import functional as F
 from .. import samplers
 from ..denoisers import Denoiser, NoiseSource
 from ..ema import EMA
+from ..flops import counted_flops, forward_flops
 from ..nets import build_net
 from ..presets import TrainConfig
 from ..schedules import check_ddgan_steps, ddgan_betas, posterior_coefficients
@@ -39,7 +39,6 @@ from .base import Method, ModelSpec
 class DDGAN(ShipsWeights, L.LightningModule):
     optimizer_steps_per_batch = 2  # one discriminator and one generator update per training step
     raw_prefixes = ("gen.", "disc.")  # shipped: G's EMA copy; D only trains it
-    train_passes = math.nan  # G and D both train, D twice per iteration: not 3 of G's forward passes
 
     def __init__(
         self,
@@ -139,6 +138,38 @@ class DDGAN(ShipsWeights, L.LightningModule):
         t = self._draw_t(x0)
         _, x_t = self.q_pair(x0, t)
         return F.softplus(-self.disc(self.fake_pair(x_t, t), x_t, t)).mean()
+
+    # Training compute.
+
+    @property
+    def train_passes(self) -> float:  # type: ignore[override]
+        """One iteration's FLOPs per example in units of G's forward pass, counted (not the 3 of a denoiser's
+        forward and backward: D trains too): D's step, its R1 term weighted by 1 / ``lazy_reg``, and G's step,
+        forward and backward as they run in training (D frozen in G's step, as Lightning toggles it)."""
+        if getattr(self, "_train_passes", None) is None:
+            self._train_passes = self._count_train_passes()
+        return self._train_passes
+
+    def _count_train_passes(self) -> float:
+        h, net = self.hparams, self.hparams.net
+        shape = (net["in_channels"], net["image_size"], net["image_size"]) if "image_size" in net else (net["dim"],)
+        x0 = torch.zeros(2, *shape, device=self.device)
+        t = torch.zeros(2, dtype=torch.long, device=self.device)
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the bench's random streams stay where they were
+            with torch.no_grad():
+                g = forward_flops(lambda: self.gen(x0, t, torch.zeros(2, self.nz, device=self.device)))
+            d_step = counted_flops(lambda: self.discriminator_loss(x0, with_r1=False)["d_loss"])
+            r1 = (counted_flops(lambda: self.discriminator_loss(x0, with_r1=True)["d_loss"]) - d_step) / h.lazy_reg \
+                if h.r1_gamma > 0 else 0.0
+            trains_d = [p.requires_grad for p in self.disc.parameters()]
+            self.disc.requires_grad_(False)
+            g_step = counted_flops(lambda: self.generator_loss(x0))
+            for p, was in zip(self.disc.parameters(), trains_d):
+                p.requires_grad_(was)
+        for p in self.parameters():
+            p.grad = None
+        return (d_step + r1 + g_step) / g
 
     # Lightning.
 

@@ -83,8 +83,8 @@ def plot_curves(rows: pd.DataFrame, out: Path) -> dict[str, Path]:
     saved = {}
     out.mkdir(parents=True, exist_ok=True)
     for dataset, data in rows.groupby("dataset"):
-        # GFLOPs where every run has them counted; a GAN's are not (weights.ShipsWeights.train_passes):
-        # then training steps, for every run alike.
+        # GFLOPs where every run has them counted (rows benched before DDGAN's count, flops.py, lack them):
+        # else training steps, for every run alike.
         by_flops = bool(data["train_gflops"].notna().all())
         xcol = "train_gflops" if by_flops else "train_steps"
         fig, axes = plt.subplots(1, len(METRICS), figsize=(5.2 * len(METRICS), 3.8))
@@ -97,7 +97,7 @@ def plot_curves(rows: pd.DataFrame, out: Path) -> dict[str, Path]:
                 x, y, e = zip(*sorted(pts))
                 ax.errorbar(x, y, yerr=e, marker="o", ms=3, capsize=2, lw=1, label=f"{run}: {method}@{int(nfe)}")
             ax.set(xscale="log", ylabel=title,
-                   xlabel="training GFLOPs (3 x forward x batch x steps)" if by_flops else "training steps",
+                   xlabel="training GFLOPs (counted passes x forward x batch x steps)" if by_flops else "training steps",
                    title=f"{dataset}: {title} against training compute")
             if metric == "fid":
                 ax.set_yscale("log")
