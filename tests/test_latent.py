@@ -235,3 +235,20 @@ def test_a_kept_checkpoint_loaded_names_the_autoencoder_it_samples_through(train
     module = load_weights_file(latent_spec(F), TINY, kept[-1])
     named = module.row_info()["autoencoder"]
     assert "untrained" not in named and named == ldm.row_info()["autoencoder"]
+
+
+def test_a_latent_models_training_compute_counts_its_encoder_and_its_autoencoders_training(trained) -> None:
+    """Each step runs the frozen encoder on the batch besides the UNet's forward and backward (3 forwards), and
+    the model cannot sample without its autoencoder's training: 3 forwards of encoder and decoder per image x
+    batch x steps. Both from separate forward counts."""
+    from trilemma_bench.flops import forward_flops
+
+    ldm, ae, _, _, _ = trained
+    x = torch.zeros(2, 1, 8, 8)
+    c, side, _ = ldm.sample_shape
+    unet = forward_flops(lambda: ldm.net(torch.zeros(2, c, side, side), torch.zeros(2, dtype=torch.long)))
+    encoder = forward_flops(lambda: ldm.autoencoder.encode(x))
+    assert ldm.train_passes == pytest.approx(3 + encoder / unet, rel=0.02) and encoder > 0
+    whole = forward_flops(lambda: ae.net(x)) / 2
+    cfg = TINY.train_config("kl-ae")
+    assert ldm.pretrain_gflops == pytest.approx(3 * whole * cfg.batch_size * cfg.train_steps / 1e9, rel=0.02)

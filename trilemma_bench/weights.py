@@ -58,6 +58,9 @@ class ShipsWeights:
     # (about twice the forward) of the denoiser; tests/test_flops.py counts 3.00 for the digits DDPM. A model whose
     # training is another cost counts its own (DDGAN: G and D, flops.py).
     train_passes: ClassVar[float] = 3.0
+    # Training compute of the models trained before this one and needed to sample (latent diffusion: its
+    # autoencoder's whole training), in GFLOPs: the offset of this model's training-compute curve.
+    pretrain_gflops: float = 0.0
     weights_source: str = "untrained"
     # How far the loaded weights were trained: steps, wall and CPU seconds, threads (empty when unknown).
     training_record: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated

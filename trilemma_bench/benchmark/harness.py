@@ -212,12 +212,13 @@ def bench_cells(cfg: BenchConfig, plan: DryRun, shard: Shard, commit: str,
 
 def train_gflops(model: Any, probe: FlopProbe, preset: Any, spec: ModelSpec) -> float:
     """Training compute of the weights: the model's ``train_passes`` x the sampled network's counted forward FLOPs
-    per example x the preset's batch x the steps trained (NaN when a term is unknown)."""
+    per example x the preset's batch x the steps trained, plus its prerequisites' training (``pretrain_gflops``:
+    a latent model's autoencoder); NaN when a term is unknown."""
     steps = model.training_record.get("train_steps")
     if not steps or not probe.flops_per_call or not probe.batch:
         return math.nan
     batch = preset.train_config(spec.name).batch_size
-    return model.train_passes * probe.flops_per_call / probe.batch * batch * steps / 1e9
+    return model.pretrain_gflops + model.train_passes * probe.flops_per_call / probe.batch * batch * steps / 1e9
 
 
 def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig,

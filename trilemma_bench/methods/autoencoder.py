@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from ..flops import counted_flops
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder, kl_to_standard_normal, levels_for
 from ..optim import ClipsGradNorm, with_warmup
@@ -77,6 +78,20 @@ class Autoencoder(ShipsWeights, ClipsGradNorm, L.LightningModule):
         kl = kl_to_standard_normal(mean, logvar)
         loss = l1.flatten(1).sum(1).mean() + self.hparams.kl_weight * kl.mean()
         return loss, {"l1": l1.mean(), "kl": kl.mean() / mean[0].numel()}
+
+    def training_gflops(self) -> float:
+        """This autoencoder's whole training, counted (``flops.py``): one step's FLOPs per image, forward and
+        backward as training runs them, x batch x steps of its training configuration."""
+        cfg, net = self.hparams.training_config or {}, self.hparams.net
+        x = torch.zeros(2, net["in_channels"], net["image_size"], net["image_size"], device=self.device)
+        trains = [p.requires_grad for p in self.parameters()]
+        self.requires_grad_(True)
+        with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+            per_image = counted_flops(lambda: self.loss(x)[0]) / len(x)
+        for p, was in zip(self.parameters(), trains):
+            p.requires_grad_(was)
+            p.grad = None
+        return per_image * cfg.get("batch_size", math.nan) * cfg.get("train_steps", math.nan) / 1e9
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, parts = self.loss(batch[0])

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError
+from ..flops import counted_flops, forward_flops
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder
 from ..nets.unet import level_sizes
@@ -125,6 +126,7 @@ class LatentDiffusion(DDPM):
         self.autoencoder.load_state_dict(ae.net.state_dict())
         self.autoencoder_digest = weights_digest(self.autoencoder)
         self.reconstruction = dict(ae.reconstruction)
+        self.pretrain_gflops = ae.training_gflops()
 
     def check_prerequisites(self, models: dict[str, L.LightningModule]) -> None:
         """On reuse: refuse this checkpoint unless it was trained on the latents of exactly this autoencoder."""
@@ -141,6 +143,7 @@ class LatentDiffusion(DDPM):
                 "another. It is never used silently: pass --retrain (trains both anew) or delete it.")
         self.autoencoder_digest = have  # checked: a kept checkpoint's file records none of its own
         self.reconstruction = dict(ae.reconstruction)
+        self.pretrain_gflops = ae.training_gflops()
 
     def _autoencoder_of(self, models: dict[str, L.LightningModule]) -> Autoencoder:
         ae = models.get("autoencoder")
@@ -200,6 +203,26 @@ class LatentDiffusion(DDPM):
         return float(self.scale_factor)
 
     # ---------------------------------------------------------------------------------- training
+
+    @property
+    def train_passes(self) -> float:  # type: ignore[override]
+        """One step's FLOPs per example in units of the latent UNet's forward, counted (``flops.py``): its
+        forward and backward and the frozen encoder's forward on the batch, which at f = 4 on digits costs more
+        than the UNet itself. The autoencoder's own training is ``pretrain_gflops``."""
+        if getattr(self, "_train_passes", None) is None:
+            c, side, _ = self.sample_shape
+            ae = self.hparams.autoencoder_net
+            x = torch.zeros(2, ae["in_channels"], ae["image_size"], ae["image_size"], device=self.device)
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                with torch.no_grad():
+                    unet = forward_flops(lambda: self.net(torch.zeros(2, c, side, side, device=self.device),
+                                                          torch.zeros(2, dtype=torch.long, device=self.device)))
+                step = counted_flops(lambda: self.loss(self.encode(x)))
+            for p in self.parameters():
+                p.grad = None
+            self._train_passes = step / unet
+        return self._train_passes
 
     def on_fit_start(self) -> None:
         if self.autoencoder_digest is None:
