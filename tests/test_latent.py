@@ -193,6 +193,15 @@ def test_bench_rows_time_the_decoder_apart(trained, tmp_path: Path, monkeypatch:
     assert info["autoencoder"].startswith(f"kl-ae-f{F}-") and "recon_fid" in info
     for key in ("latent_shape", "latent_scale", "autoencoder", "recon_fid"):
         assert row[key] == info[key] or (math.isnan(row[key]) and math.isnan(info[key])), key
+    # Its training compute, the autoencoder's training included, is recounted from the row alone (an untrained
+    # copy, the row's per-call FLOPs) to what the bench counted on the trained model.
+    import pandas as pd
+
+    from trilemma_bench.benchmark.compute import recount
+
+    assert row["train_gflops"] > ldm.pretrain_gflops > 0
+    again = recount(pd.DataFrame([row]).assign(train_gflops=math.nan), {TINY.name: TINY})
+    assert again["train_gflops"].iloc[0] == pytest.approx(row["train_gflops"], rel=1e-6)
 
 
 def test_a_shipped_latent_model_holds_its_own_weights_and_takes_the_shipped_autoencoder(trained, tmp_path: Path) -> None:

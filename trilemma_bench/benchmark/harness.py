@@ -38,6 +38,7 @@ from ..paths import REFERENCE_DIR
 from ..quantize import quantize
 from ..report_utils import console, log
 from .cell import GRID_SAMPLES, cell_row, real_row, sample_cell, save_grid
+from .compute import training_gflops
 from .config import BenchConfig, DryRun, dry_run, make_config, sample_shape
 from .distributed import SPAWN, Shard, run_sharded
 from .provenance import checkpoint_id, git_commit, portable_path, weights_digest
@@ -217,8 +218,8 @@ def train_gflops(model: Any, probe: FlopProbe, preset: Any, spec: ModelSpec) -> 
     steps = model.training_record.get("train_steps")
     if not steps or not probe.flops_per_call or not probe.batch:
         return math.nan
-    batch = preset.train_config(spec.name).batch_size
-    return model.pretrain_gflops + model.train_passes * probe.flops_per_call / probe.batch * batch * steps / 1e9
+    return training_gflops(model.pretrain_gflops, model.train_passes, probe.flops_per_call / probe.batch / 1e9,
+                           preset.train_config(spec.name).batch_size, steps)
 
 
 def summary_table(rows: list[dict[str, Any]], cfg: BenchConfig,
