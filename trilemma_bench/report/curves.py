@@ -97,7 +97,7 @@ def plot_curves(rows: pd.DataFrame, out: Path) -> dict[str, Path]:
                 x, y, e = zip(*sorted(pts))
                 ax.errorbar(x, y, yerr=e, marker="o", ms=3, capsize=2, lw=1, label=f"{run}: {method}@{int(nfe)}")
             ax.set(xscale="log", ylabel=title,
-                   xlabel="training GFLOPs (counted passes x forward x batch x steps)" if by_flops else "training steps",
+                   xlabel="training GFLOPs (counted; latent: with the autoencoder's training)" if by_flops else "training steps",
                    title=f"{dataset}: {title} against training compute")
             if metric == "fid":
                 ax.set_yscale("log")
