@@ -7,8 +7,10 @@ The count goes through a plain dispatch mode over ``torch.utils.flop_counter``'s
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
@@ -41,3 +43,9 @@ def counted_flops(loss: Callable[[], Tensor]) -> int:
     with _Counter() as counter:
         loss().backward()
     return counter.total
+
+
+def own_random_stream(device: torch.device) -> AbstractContextManager[Any]:
+    """Random draws made while counting (a loss's noise and t) come from a fork: training's and the bench's
+    streams stay where they were."""
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])

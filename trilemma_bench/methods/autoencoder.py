@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ..flops import counted_flops
+from ..flops import counted_flops, own_random_stream
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder, kl_to_standard_normal, levels_for
 from ..optim import ClipsGradNorm, with_warmup
@@ -86,7 +86,7 @@ class Autoencoder(ShipsWeights, ClipsGradNorm, L.LightningModule):
         x = torch.zeros(2, net["in_channels"], net["image_size"], net["image_size"], device=self.device)
         trains = [p.requires_grad for p in self.parameters()]
         self.requires_grad_(True)
-        with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+        with own_random_stream(self.device):
             per_image = counted_flops(lambda: self.loss(x)[0]) / len(x)
         for p, was in zip(self.parameters(), trains):
             p.requires_grad_(was)

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from .. import samplers
 from ..denoisers import Denoiser, NoiseSource
 from ..ema import EMA
-from ..flops import counted_flops, forward_flops
+from ..flops import counted_flops, forward_flops, own_random_stream
 from ..nets import build_net
 from ..presets import TrainConfig
 from ..schedules import check_ddgan_steps, ddgan_betas, posterior_coefficients
@@ -71,6 +71,7 @@ class DDGAN(ShipsWeights, L.LightningModule):
             raise ValueError("DDGAN's generator needs a latent: give its network a z_dim (the paper's nz is 100)")
         self.nz = self.gen.mapping.z_dim
         self.ema = EMA(self.gen, ema_decay)
+        self._train_passes: float | None = None  # counted on first use (train_passes)
         betas = ddgan_betas(num_timesteps, beta_min, beta_max)
         # Plain float64 attributes, not buffers, so precision plugins never cast them down.
         self.alpha_bar = torch.cumprod(1 - betas.double(), dim=0)
@@ -146,7 +147,7 @@ class DDGAN(ShipsWeights, L.LightningModule):
         """One iteration's FLOPs per example in units of G's forward pass, counted (not the 3 of a denoiser's
         forward and backward: D trains too): D's step, its R1 term weighted by 1 / ``lazy_reg``, and G's step,
         forward and backward as they run in training (D frozen in G's step, as Lightning toggles it)."""
-        if getattr(self, "_train_passes", None) is None:
+        if self._train_passes is None:
             self._train_passes = self._count_train_passes()
         return self._train_passes
 
@@ -155,8 +156,7 @@ class DDGAN(ShipsWeights, L.LightningModule):
         shape = (net["in_channels"], net["image_size"], net["image_size"]) if "image_size" in net else (net["dim"],)
         x0 = torch.zeros(2, *shape, device=self.device)
         t = torch.zeros(2, dtype=torch.long, device=self.device)
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):  # the bench's random streams stay where they were
+        with own_random_stream(self.device):  # the bench's random streams stay where they were
             with torch.no_grad():
                 g = forward_flops(lambda: self.gen(x0, t, torch.zeros(2, self.nz, device=self.device)))
             d_step = counted_flops(lambda: self.discriminator_loss(x0, with_r1=False)["d_loss"])

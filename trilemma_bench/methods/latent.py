@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError
-from ..flops import counted_flops, forward_flops
+from ..flops import counted_flops, forward_flops, own_random_stream
 from ..nets import build_net
 from ..nets.autoencoder import KLAutoencoder
 from ..nets.unet import level_sizes
@@ -94,6 +94,7 @@ class LatentDiffusion(DDPM):
         self.sample_shape = tuple(self.autoencoder.latent_shape)  # the harness draws x_T in this shape
         self.autoencoder_digest: str | None = None  # set when the trained autoencoder is taken in
         self.reconstruction: dict[str, Any] = {}  # the autoencoder's figures: the quality ceiling
+        self._train_passes: float | None = None  # counted on first use (train_passes)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, *, is_image: bool, training_config: dict[str, Any],
@@ -209,12 +210,11 @@ class LatentDiffusion(DDPM):
         """One step's FLOPs per example in units of the latent UNet's forward, counted (``flops.py``): its
         forward and backward and the frozen encoder's forward on the batch, which at f = 4 on digits costs more
         than the UNet itself. The autoencoder's own training is ``pretrain_gflops``."""
-        if getattr(self, "_train_passes", None) is None:
+        if self._train_passes is None:
             c, side, _ = self.sample_shape
             ae = self.hparams.autoencoder_net
             x = torch.zeros(2, ae["in_channels"], ae["image_size"], ae["image_size"], device=self.device)
-            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda):
+            with own_random_stream(self.device):
                 with torch.no_grad():
                     unet = forward_flops(lambda: self.net(torch.zeros(2, c, side, side, device=self.device),
                                                           torch.zeros(2, dtype=torch.long, device=self.device)))
