@@ -551,3 +551,34 @@ def test_training_compute_curves_say_converged_only_when_the_last_doubling_chang
     make_report(tmp_path, tmp_path / "report")
     assert (tmp_path / "report" / "plots" / "digits-training-compute.png").exists()
     assert "Quality against training compute" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_answer_cells_carry_their_models_convergence(tmp_path: Path) -> None:
+    """A cell whose model's curve still improved at its checkpoint is marked †, one whose curve had flattened is not,
+    and one of a training no curve passes through (another seed) is marked ‡; a longer run speaks for the preset's."""
+    import pandas as pd
+
+    from trilemma_bench.report.answer import NOT_CONVERGED, NOT_MEASURED, answer_note, cell_training
+    from trilemma_bench.report.curves import read_curves, training_status
+
+    curves = tmp_path / "curves"
+    noise = {0: 0.03, 1: -0.02, 2: -0.01}
+    for run, fids in (("a-digits", {4000: 3.0, 8000: 2.0}), ("b-digits-16000steps", {8000: 2.0, 16000: 2.0})):
+        for steps, fid in fids.items():
+            for seed in (0, 1, 2):
+                shift = noise[seed] * (1 if steps == 16000 else -1) if run.startswith("b") else 0.01 * seed
+                _row(curves, dataset="digits", preset="digits", method="ddim", sampler="ddim", nfe=20, seed=seed,
+                     checkpoint=f"{run}-s{steps:06d}-abcdef0123", ms_per_image=1.0, fid=fid + shift, coverage=0.9,
+                     train_steps=steps, train_gflops=steps * 0.4, train_cpu_seconds=steps * 0.2, train_seed=0)
+    status = training_status(read_curves(tmp_path))
+    assert status[("a-digits", 0, 8000)] is False and status[("b-digits", 0, 8000)] is True
+    rows = pd.DataFrame([
+        {"method": "ddim", "nfe": 10, "checkpoint": "a-digits-1234567890", "train_seed": 0, "train_steps": 8000},
+        {"method": "other", "nfe": 10, "checkpoint": "b-digits-0987654321", "train_seed": 0, "train_steps": 8000},
+        {"method": "ddim (training 1)", "nfe": 10, "checkpoint": "a-digits-1111111111", "train_seed": 1,
+         "train_steps": 8000},
+    ])
+    marks = cell_training(rows, status)
+    assert marks == {"ddim@10": NOT_CONVERGED, "other@10": "", "ddim (training 1)@10": NOT_MEASURED}
+    assert NOT_CONVERGED in answer_note(pd.DataFrame({"best": [f"ddim@10{NOT_CONVERGED}: 1.0"]}))
+    assert NOT_CONVERGED not in answer_note(pd.DataFrame({"best": ["other@10: 1.0"]}))

@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..benchmark.results import read_results, results_path
 from ..report_utils import log
-from .answer import ANSWER_NOTE, answer_table, headline
-from .curves import curve_table, plot_curves, read_curves
+from .answer import answer_note, answer_table, headline
+from .curves import curve_table, plot_curves, read_curves, training_status
 from .front import comparison_table, front_comparisons
 from .html import Section, lead_html, selector_data, write_index
 from .notes import INTERVALS, mixed_conditions, modes_note, quality_note, real_note, timing_note
@@ -189,11 +189,12 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
     if top is not None:  # the answer first: the headline setting's best cells per budget, and the trilemma figure
         key, rows, summary = sections_data[top]
         title = f"Which method at my budget? {setting_label(key)}"
-        answer = answer_table(summary, rows)
+        curves_now = read_curves(results_dir, reference)
+        answer = answer_table(summary, rows, training_status(curves_now) if not curves_now.empty else None)
         png = trilemma_figure(summary, setting_label(key, sep="\n"), out / "plots" / "trilemma.png", svg)
         figure = str(png.relative_to(out)) if png else None
-        lead = lead_html(title, answer, ANSWER_NOTE, figure)
-        md += [f"## {title}", "", markdown(answer, left=5), "", ANSWER_NOTE, ""]
+        lead = lead_html(title, answer, answer_note(answer), figure)
+        md += [f"## {title}", "", markdown(answer, left=5), "", answer_note(answer), ""]
         md += [f"![trilemma]({figure})", ""] if figure else []
     md += [*[f"{n}  " for n in notes], ""]
     sections, summaries = [], []

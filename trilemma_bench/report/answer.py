@@ -10,6 +10,8 @@ always fall inside what was measured.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,11 +48,28 @@ def ms_budgets(summary: pd.DataFrame) -> list[float]:
     return sorted({_round2(float(np.quantile(ms, q))) for q in MS_QUANTILES})
 
 
-def _cell_text(best: Best | None, metric: str, pattern: str) -> str:
+NOT_CONVERGED, NOT_MEASURED = "†", "‡"
+
+
+def cell_training(rows: pd.DataFrame, status: Mapping[tuple[str, int, int], bool]) -> dict[str, str]:
+    """Cell label -> a mark for its model's training: NOT_CONVERGED where the training-compute curve
+    (:func:`.curves.training_status`) still improved in FID at that checkpoint, NOT_MEASURED where no curve passes
+    through it (another training seed, an untracked run), "" where it had flattened."""
+    marks = {}
+    for (method, nfe), part in rows[rows["method"] != REAL].groupby(["method", "nfe"], sort=False):
+        line = part.iloc[0]
+        model = re.sub(r"-[0-9a-f]{10}$", "", str(line.get("checkpoint", "")))
+        seed, steps = pd.to_numeric(pd.Series([line.get("train_seed"), line.get("train_steps")]), errors="coerce")
+        key = (model, int(seed) if math.isfinite(seed) else 0, int(steps) if math.isfinite(steps) else -1)
+        marks[f"{method}@{int(nfe)}"] = NOT_MEASURED if key not in status else "" if status[key] else NOT_CONVERGED
+    return marks
+
+
+def _cell_text(best: Best | None, metric: str, pattern: str, marks: Mapping[str, str]) -> str:
     if best is None:
         return "no cell within the budget"
     tied = f" (tied: {len(best.ties)})" if best.ties else ""
-    return f"{best.cell}: {fmt(best.mean, best.half, pattern)}{tied}"
+    return f"{best.cell}{marks.get(best.cell, '')}: {fmt(best.mean, best.half, pattern)}{tied}"
 
 
 def _given_up(best: Best | None, overall: Best | None, pattern: str, higher: bool) -> str:
@@ -63,8 +82,11 @@ def _given_up(best: Best | None, overall: Best | None, pattern: str, higher: boo
     return f"{pattern.format(gap)} vs {overall.cell}"
 
 
-def answer_table(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Per budget (NFE, then ms/image quantiles): the best cell by FID and by coverage, and what each gives up."""
+def answer_table(summary: pd.DataFrame, rows: pd.DataFrame,
+                 status: Mapping[tuple[str, int, int], bool] | None = None) -> pd.DataFrame:
+    """Per budget (NFE, then ms/image quantiles): the best cell by FID and by coverage, and what each gives up;
+    with ``status`` (training-compute curves), each cell marked by whether its model's training had converged."""
+    marks = cell_training(rows, status) if status else {}
     cells = rows[rows["method"] != REAL]
     summary = summary[summary["method"] != REAL]
     if summary.empty or "fid_mean" not in summary:
@@ -77,11 +99,11 @@ def answer_table(summary: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     records = []
     for col, budget, label in budgets:
         fid = best_within(summary, cells, col, budget, "fid", higher=False)
-        record = {"budget": label, "best quality (FID, lower)": _cell_text(fid, "fid", "{:.3g}"),
+        record = {"budget": label, "best quality (FID, lower)": _cell_text(fid, "fid", "{:.3g}", marks),
                   "FID given up": _given_up(fid, top_fid, "{:.2g}", higher=False)}
         if has_cov:
             cov = best_within(summary, cells, col, budget, "coverage", higher=True)
-            record["best diversity (coverage, higher)"] = _cell_text(cov, "coverage", "{:.3f}")
+            record["best diversity (coverage, higher)"] = _cell_text(cov, "coverage", "{:.3f}", marks)
             record["coverage given up"] = _given_up(cov, top_cov, "{:.3f}", higher=True)
         records.append(record)
     return pd.DataFrame.from_records(records)
@@ -92,3 +114,12 @@ ANSWER_NOTE = ("Best = best mean over seeds within the budget (± 95% t interval
                "budget (nothing when tied with it). ms budgets are quantiles of this section's times, all from one "
                "timing run. Trained models are single training runs at the preset's budget: see 'Quality against "
                "training compute' for which have converged.")
+MARKS_NOTE = (f"{NOT_CONVERGED} its model's FID was still improving at this point of its training (the "
+              f"training-compute curve's next doubling); {NOT_MEASURED} no training-compute curve passes through this "
+              "training. A marked cell is a method at a training budget, not the method's result.")
+
+
+def answer_note(answer: pd.DataFrame) -> str:
+    """The answer's note, with the marks' meaning where a cell carries one."""
+    text = " ".join(answer.astype(str).to_numpy().ravel()) if not answer.empty else ""
+    return ANSWER_NOTE + (f" {MARKS_NOTE}" if NOT_CONVERGED in text or NOT_MEASURED in text else "")

@@ -9,6 +9,7 @@ method. Rows of the results folder's ``curves/results.csv`` only; the main table
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -70,6 +71,26 @@ def verdict(part: pd.DataFrame, metric: str, steps: list) -> str:
         return "too few seeds for a verdict"
     change = f"{int(steps[-2])}->{int(steps[-1])} steps: {d.mean:+.3g} ± {d.half:.2g}"
     return f"{'still changing' if d.significant else 'converged'} ({change})"
+
+
+def training_status(rows: pd.DataFrame) -> dict[tuple[str, int, int], bool]:
+    """(model, training seed, steps) -> whether its FID had flattened at that checkpoint: the change to the next
+    kept checkpoint (at a run's end, from the one before) not significant, paired by seed. A longer run of a model
+    (``<model>-<N>steps``) passes through the preset run's checkpoints and speaks for them."""
+    status: dict[tuple[str, int, int], bool] = {}
+    for (run, _method, _nfe), part in rows.groupby(["run", "method", "nfe"], sort=True):
+        model = re.sub(r"-\d+steps$", "", str(run))
+        seeds = pd.to_numeric(part.get("train_seed", pd.Series([0])), errors="coerce").fillna(0)
+        steps = sorted(part["train_steps"].dropna().unique())
+        for i, at in enumerate(steps):
+            pair = (at, steps[i + 1]) if i + 1 < len(steps) else (steps[i - 1], at) if i else None
+            if pair is None:
+                continue
+            before, after = (part[part["train_steps"] == s] for s in pair)
+            d = paired_difference(_by_seed(after, "fid"), _by_seed(before, "fid"))
+            if d.significant is not None:
+                status[(model, int(seeds.iloc[0]), int(at))] = not d.significant
+    return status
 
 
 def plot_curves(rows: pd.DataFrame, out: Path) -> dict[str, Path]:
