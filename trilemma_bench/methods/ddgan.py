@@ -18,6 +18,7 @@ iterations, and ``train.py`` multiplies ``max_steps`` by :attr:`DDGAN.optimizer_
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -71,7 +72,6 @@ class DDGAN(ShipsWeights, L.LightningModule):
             raise ValueError("DDGAN's generator needs a latent: give its network a z_dim (the paper's nz is 100)")
         self.nz = self.gen.mapping.z_dim
         self.ema = EMA(self.gen, ema_decay)
-        self._train_passes: float | None = None  # counted on first use (train_passes)
         betas = ddgan_betas(num_timesteps, beta_min, beta_max)
         # Plain float64 attributes, not buffers, so precision plugins never cast them down.
         self.alpha_bar = torch.cumprod(1 - betas.double(), dim=0)
@@ -142,16 +142,11 @@ class DDGAN(ShipsWeights, L.LightningModule):
 
     # Training compute.
 
-    @property
+    @cached_property
     def train_passes(self) -> float:  # type: ignore[override]
         """One iteration's FLOPs per example in units of G's forward pass, counted (not the 3 of a denoiser's
         forward and backward: D trains too): D's step, its R1 term weighted by 1 / ``lazy_reg``, and G's step,
         forward and backward as they run in training (D frozen in G's step, as Lightning toggles it)."""
-        if self._train_passes is None:
-            self._train_passes = self._count_train_passes()
-        return self._train_passes
-
-    def _count_train_passes(self) -> float:
         h, net = self.hparams, self.hparams.net
         shape = (net["in_channels"], net["image_size"], net["image_size"]) if "image_size" in net else (net["dim"],)
         x0 = torch.zeros(2, *shape, device=self.device)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -94,7 +95,6 @@ class LatentDiffusion(DDPM):
         self.sample_shape = tuple(self.autoencoder.latent_shape)  # the harness draws x_T in this shape
         self.autoencoder_digest: str | None = None  # set when the trained autoencoder is taken in
         self.reconstruction: dict[str, Any] = {}  # the autoencoder's figures: the quality ceiling
-        self._train_passes: float | None = None  # counted on first use (train_passes)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, *, is_image: bool, training_config: dict[str, Any],
@@ -205,25 +205,23 @@ class LatentDiffusion(DDPM):
 
     # ---------------------------------------------------------------------------------- training
 
-    @property
+    @cached_property
     def train_passes(self) -> float:  # type: ignore[override]
         """One step's FLOPs per example in units of the latent UNet's forward, counted (``flops.py``): its
         forward and backward and the frozen encoder's forward on the batch, which at f = 4 on digits costs more
         than the UNet itself. The autoencoder's own training is ``pretrain_gflops``."""
-        if self._train_passes is None:
-            c, side, _ = self.sample_shape
-            ae = self.hparams.autoencoder_net
-            x = torch.zeros(2, ae["in_channels"], ae["image_size"], ae["image_size"], device=self.device)
-            with own_random_stream(self.device):
-                with torch.no_grad():
-                    unet = forward_flops(lambda: self.net(torch.zeros(2, c, side, side, device=self.device),
-                                                          torch.zeros(2, dtype=torch.long, device=self.device)))
-                step = counted_flops(lambda: self.loss(self.encode(x)))
-            for p in self.parameters():
-                p.grad = None
-            self._train_passes = step / unet
-        return self._train_passes
-
+        c, side, _ = self.sample_shape
+        ae = self.hparams.autoencoder_net
+        x = torch.zeros(2, ae["in_channels"], ae["image_size"], ae["image_size"], device=self.device)
+        with own_random_stream(self.device):
+            with torch.no_grad():
+                unet = forward_flops(lambda: self.net(torch.zeros(2, c, side, side, device=self.device),
+                                                      torch.zeros(2, dtype=torch.long, device=self.device)))
+            step = counted_flops(lambda: self.loss(self.encode(x)))
+        for p in self.parameters():
+            p.grad = None
+        return step / unet
+    
     def on_fit_start(self) -> None:
         if self.autoencoder_digest is None:
             raise RuntimeError("latent diffusion has no trained autoencoder: train it with train.train_model, which "

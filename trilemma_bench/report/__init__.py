@@ -189,8 +189,7 @@ def make_report(results_dir: Path | str, out_dir: Path | str, reference: Path | 
     if top is not None:  # the answer first: the headline setting's best cells per budget, and the trilemma figure
         key, rows, summary = sections_data[top]
         title = f"Which method at my budget? {setting_label(key)}"
-        curves_now = read_curves(results_dir, reference)
-        answer = answer_table(summary, rows, training_status(curves_now) if not curves_now.empty else None)
+        answer = answer_table(summary, rows, training_status(read_curves(results_dir, reference)))
         png = trilemma_figure(summary, setting_label(key, sep="\n"), out / "plots" / "trilemma.png", svg)
         figure = str(png.relative_to(out)) if png else None
         lead = lead_html(title, answer, answer_note(answer), figure)

@@ -119,7 +119,12 @@ MARKS_NOTE = (f"{NOT_CONVERGED} its model's FID was still improving at this poin
               "training. A marked cell is a method at a training budget, not the method's result.")
 
 
+def marks_note(answer: pd.DataFrame) -> str:
+    """" " + what the marks mean, where a cell of ``answer`` carries one; else ""."""
+    text = " ".join(answer.astype(str).to_numpy().ravel()) if not answer.empty else ""
+    return f" {MARKS_NOTE}" if NOT_CONVERGED in text or NOT_MEASURED in text else ""
+
+
 def answer_note(answer: pd.DataFrame) -> str:
     """The answer's note, with the marks' meaning where a cell carries one."""
-    text = " ".join(answer.astype(str).to_numpy().ravel()) if not answer.empty else ""
-    return ANSWER_NOTE + (f" {MARKS_NOTE}" if NOT_CONVERGED in text or NOT_MEASURED in text else "")
+    return ANSWER_NOTE + marks_note(answer)

@@ -78,6 +78,8 @@ def training_status(rows: pd.DataFrame) -> dict[tuple[str, int, int], bool]:
     kept checkpoint (at a run's end, from the one before) not significant, paired by seed. A longer run of a model
     (``<model>-<N>steps``) passes through the preset run's checkpoints and speaks for them."""
     status: dict[tuple[str, int, int], bool] = {}
+    if rows.empty:
+        return status
     for (run, _method, _nfe), part in rows.groupby(["run", "method", "nfe"], sort=True):
         model = re.sub(r"-\d+steps$", "", str(run))
         seeds = pd.to_numeric(part.get("train_seed", pd.Series([0])), errors="coerce").fillna(0)

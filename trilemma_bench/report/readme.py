@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import REFERENCE_DIR
-from .answer import MARKS_NOTE, NOT_CONVERGED, NOT_MEASURED, answer_table, headline
+from .answer import answer_table, headline, marks_note
 from .curves import read_curves, training_status
 from .setting import REAL, UNKNOWN
 from .tables import display_table, fmt, is_matched, markdown
@@ -73,8 +73,7 @@ def _floor_sentence(rows: pd.DataFrame, summary: pd.DataFrame) -> str:
 def answer_block(results_dir: Path = REFERENCE_DIR) -> str:
     """The README's block: the best cell per budget, the timing run and the floor."""
     key, rows, summary = _section(results_dir)
-    curves = read_curves(results_dir)
-    table = answer_table(summary, rows, training_status(curves) if not curves.empty else None)
+    table = answer_table(summary, rows, training_status(read_curves(results_dir)))
     cells = rows[rows["method"] != REAL]
     n_methods = cells["method"].str.replace(r" \(training \d+\)$", "", regex=True).nunique()
     scope = (f"`{key['dataset']}` (preset {key['preset']}), {key['num_samples']} samples per cell, "
@@ -84,8 +83,7 @@ def answer_block(results_dir: Path = REFERENCE_DIR) -> str:
         f"Which method at my budget, on {scope} ({_trainings_note(cells)}):",
         "", markdown(table, left=5), "",
         ("'tied: k' = k other cells not significantly different (paired by seed, Holm-corrected); 'given up' = the "
-         "gap to the best cell at any budget." + (f" {MARKS_NOTE}" if NOT_CONVERGED in table.to_string()
-                                                  or NOT_MEASURED in table.to_string() else "")),
+         "gap to the best cell at any budget." + marks_note(table)),
         _timing_sentence(key, rows), _floor_sentence(rows, summary),
     ]).rstrip() + "\n"
 
